@@ -1,0 +1,36 @@
+# mlr1_titan developer entry points. `make test` and `make demo` work on a fresh machine:
+# they create .venv and install the project (torch 2.14.1 first, then `pip install -e .[dev]`).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH_SPEC ?= torch==2.14.1
+PYTEST_ARGS ?=
+
+.PHONY: install test test-fast demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, pinned: on these machines it comes from the local wheel cache.
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -ra --durations=15 $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(VENV)/bin/mlr1 demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/model_step_cpu.py
+	$(PY) benchmarks/gpu_throughput.py
+
+clean:
+	rm -rf outputs .pytest_cache
