@@ -38,8 +38,9 @@ def run_trainer(
     return proc
 
 
-def tensorboard_losses(dump_folder: Path) -> dict[int, float]:
-    """step -> global average loss (float32 as logged), from every TB event file under dump_folder."""
+def tensorboard_losses(dump_folder: Path, tag: str = "loss_metrics/global_avg_loss") -> dict[int, float]:
+    """step -> scalar `tag` (default: the global average loss, float32 as logged), from every TB
+    event file under dump_folder."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     losses: dict[int, float] = {}
@@ -48,6 +49,8 @@ def tensorboard_losses(dump_folder: Path) -> dict[int, float]:
     for run in runs:
         acc = EventAccumulator(run, size_guidance={"scalars": 0})
         acc.Reload()
-        for event in acc.Scalars("loss_metrics/global_avg_loss"):
+        if tag not in acc.Tags()["scalars"]:
+            continue
+        for event in acc.Scalars(tag):
             losses[event.step] = event.value
     return losses
