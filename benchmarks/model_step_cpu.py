@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from hf_reference import llama4_text_config  # noqa: E402
 
-from mlr1_titan.model import model_registry  # noqa: E402
+from mlr1_titan.model import build_on_cpu  # noqa: E402
 from mlr1_titan.model.flavors import MLR1_FLAVORS  # noqa: E402
 from mlr1_titan.model.state_dict_adapter import MLR1StateDictAdapter  # noqa: E402
 
@@ -56,12 +56,7 @@ def main() -> None:
         n_layers=args.layers, dim=args.dim, n_heads=args.heads, n_kv_heads=args.kv_heads,
         ffn_hidden_dim=args.ffn, head_dim=args.dim // args.heads,
     )
-    spec = model_registry(flavor, attn_backend="sdpa_doc")
-    with torch.device("meta"):
-        ours = spec.model.build()
-    ours.to_empty(device="cpu")
-    with torch.no_grad():
-        ours.init_weights()
+    spec, ours = build_on_cpu(flavor)
     ours.train()
 
     from transformers import Llama4ForCausalLM

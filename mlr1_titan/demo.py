@@ -69,7 +69,7 @@ def run_demo(args) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("demo", help="train the tiny model for a few steps (CPU is fine)")
     p.add_argument("--config", default="mlr1_tiny", help="config name or TOML path (default: mlr1_tiny)")
-    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--steps", type=int, default=30)
     p.add_argument("--nproc", type=int, default=2, help="processes (ranks) to launch")
     p.add_argument("--write-corpus", metavar="PATH", help="only (re)write the synthetic demo corpus")
     p.add_argument("--docs", type=int, default=4000, help="documents in a written corpus")

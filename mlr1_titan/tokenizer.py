@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Iterator, Sequence, Set
@@ -83,6 +84,9 @@ _PRETOKEN_BOUNDARY = regex.compile(
 
 TIKTOKEN_FILE_NAME = "tokenizer.model"
 HF_TOKENIZER_FILE_NAME = "tokenizer.json"
+
+
+_NEVER_MATCHES = r"(?!)"
 
 
 def llama3_special_tokens(first_id: int = 128_000) -> dict[str, int]:
@@ -402,6 +406,10 @@ class Llama3Tokenizer(BaseTokenizer):
         if template:
             self.set_chat_template(template)
 
+    @functools.cached_property
+    def _specials_start_with_bar(self) -> bool:
+        return all(name.startswith("<|") for name in self.special_tokens)
+
     def set_chat_template(self, template: str) -> None:
         """Compile and store a Jinja chat template (its source is kept for HF export)."""
         super().set_chat_template(template)
@@ -424,13 +432,17 @@ class Llama3Tokenizer(BaseTokenizer):
         if not isinstance(text, str):
             raise TypeError(f"encode() takes a str, got {type(text).__name__}")
         token_ids = [self.bos_id] if add_bos else []
-        # With a capturing group, re.split puts each matched special token at an odd index.
-        pieces = self._special_token_splitter(allowed_special).split(text)
-        for index, piece in enumerate(pieces):
-            if index % 2:
-                token_ids.append(self.special_tokens[piece])
-            elif piece:
-                token_ids.extend(self._encode_ordinary(piece))
+        splitter = self._special_token_splitter(allowed_special)
+        if splitter.pattern == _NEVER_MATCHES or (self._specials_start_with_bar and "<|" not in text):
+            # Fast path (the pre-training case): no special token can occur in this text.
+            token_ids.extend(self._encode_ordinary(text))
+        else:
+            # With a capturing group, re.split puts each matched special token at an odd index.
+            for index, piece in enumerate(splitter.split(text)):
+                if index % 2:
+                    token_ids.append(self.special_tokens[piece])
+                elif piece:
+                    token_ids.extend(self._encode_ordinary(piece))
         if add_eos:
             token_ids.append(self.eos_id)
         return token_ids
@@ -447,7 +459,7 @@ class Llama3Tokenizer(BaseTokenizer):
             # Longest first so no token is cut short by another that prefixes it;
             # an empty set compiles to a pattern that never matches.
             alternatives = "|".join(re.escape(name) for name in sorted(allowed, key=len, reverse=True))
-            splitter = re.compile(f"({alternatives})" if allowed else r"(?!)")
+            splitter = re.compile(f"({alternatives})" if allowed else _NEVER_MATCHES)
             self._special_token_splitters[allowed] = splitter
         return splitter
 

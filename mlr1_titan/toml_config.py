@@ -13,7 +13,7 @@ File layout::
     [model]                          # flavor = "950M" and/or any MLR1Flavor field; attn_backend
     [optimizer]                      # AdamW hyper-parameters (name, lr, betas, eps, weight_decay, ...)
     [tokenizer]                      # path (tiktoken file, or dir with tokenizer.model / tokenizer.json)
-    [dataloader]                     # kind = "text" (local files via torchtitan's text loader) ...
+    [dataloader]                     # kind = "mixture" (data_mix/ mixes) | "chat" (SFT) | "text"
     [loss]                           # chunked, num_chunks
     [activation_checkpoint]          # mode = "selective" | "full" | "none", plus that mode's fields
     [training] [parallelism] [checkpoint] [metrics] [compile] [lr_scheduler] [debug] [comm]
@@ -86,7 +86,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        # A table that switches `kind` (e.g. [dataloader] mixture -> chat) replaces the parent's.
+        both_tables = isinstance(value, dict) and isinstance(out.get(key), dict)
+        switches_kind = both_tables and "kind" in value and value["kind"] != out[key].get("kind")
+        if both_tables and not switches_kind:
             out[key] = _merge(out[key], value)
         else:
             out[key] = value
@@ -222,11 +225,13 @@ def build_model_spec(table: dict, file: Path):
     from .model.flavors import MLR1Flavor, get_flavor
 
     flavor_hints = typing.get_type_hints(MLR1Flavor)
-    allowed = {"flavor": str, "attn_backend": str, "name": str, **flavor_hints}
+    allowed = {"flavor": str, "attn_backend": str, "name": str, "rope_theta_multiplier": float, **flavor_hints}
     spec = _take(table, allowed, "model", file)
     flavor_name = spec.pop("flavor", None)
     attn_backend = spec.pop("attn_backend", "auto")
     name = spec.pop("name", None)
+    # Context extension (reference §1.3): the reasoning-SFT stage multiplies the base theta by 8.
+    multiplier = spec.pop("rope_theta_multiplier", 1.0)
     if flavor_name is not None:
         try:
             shape = get_flavor(flavor_name)
@@ -244,6 +249,8 @@ def build_model_spec(table: dict, file: Path):
             )
         shape = MLR1Flavor(**spec)
         label = name or file.stem
+    if multiplier != 1.0:
+        shape = shape.replace(rope_theta=shape.rope_theta * multiplier)
     backend = None if attn_backend == "auto" else attn_backend
     try:
         return model_registry(shape, attn_backend=backend, name=label)
@@ -301,8 +308,10 @@ LOCAL_TEXT_DATASET = "mlr1_local_text"
 
 
 def build_dataloader(table: dict, file: Path):
+    """``[dataloader] kind = ...``: "mixture" (the pre-training data engine, mlr1_titan/data),
+    "chat" (SFT), "text" (local files through torchtitan's own text loader)."""
     table = dict(table)
-    kind = table.pop("kind", "text")
+    kind = table.pop("kind", "mixture")
     if kind == "text":
         from torchtitan.hf_datasets.text_datasets import HuggingFaceTextDataLoader
 
@@ -311,9 +320,21 @@ def build_dataloader(table: dict, file: Path):
         register_local_text_dataset()
         path = table.pop("path", None)
         config = HuggingFaceTextDataLoader.Config(dataset=LOCAL_TEXT_DATASET, dataset_path=path)
-        apply_table(config, table, "dataloader", file)
-        return config
-    raise ConfigError(f"{file}: [dataloader] unknown kind {kind!r}; known kinds: ['text']")
+    elif kind == "mixture":
+        from .data.loader import MixtureDataLoader
+
+        config = MixtureDataLoader.Config()
+    elif kind == "chat":
+        from .sft.chat_loader import ChatDataLoader
+
+        config = ChatDataLoader.Config()
+    else:
+        raise ConfigError(f"{file}: [dataloader] unknown kind {kind!r}; known kinds: {DATALOADER_KINDS}")
+    apply_table(config, table, "dataloader", file)
+    return config
+
+
+DATALOADER_KINDS = ["mixture", "chat", "text"]
 
 
 def build_loss(table: dict, vocab_size: int, file: Path):
@@ -365,6 +386,7 @@ _SCALARS = {"description": str, "hf_assets_path": str, "dump_folder": str}
 def load_trainer_config(name_or_path: str):
     """Build the ``MLR1Trainer.Config`` described by a config name or a TOML path."""
     from .trainer import MLR1Trainer
+    from .hf.checkpoint import MLR1CheckpointManager  # complete HF folders for last_save_in_hf
 
     path = resolve_config_path(name_or_path)
     data = read_config_file(path)
@@ -383,6 +405,7 @@ def load_trainer_config(name_or_path: str):
         tokenizer=build_tokenizer(data.get("tokenizer", {}), path),
         loss=build_loss(data.get("loss", {}), model_spec.model.vocab_size, path),
         activation_checkpoint=build_activation_checkpoint(data.get("activation_checkpoint", {}), path),
+        checkpoint=MLR1CheckpointManager.Config(hf_max_position_embeddings=model_spec.model.max_seq_len),
     )
     # Default: the folder of the Llama-3 tokenizer file shipped by llama-models (torchtitan
     # builds the tokenizer from hf_assets_path; HF exports take their shard index from it).
@@ -393,6 +416,15 @@ def load_trainer_config(name_or_path: str):
         config.dump_folder = scalars["dump_folder"]
     if "dataloader" in data:
         config.dataloader = build_dataloader(data["dataloader"], path)
+    if "warmup_ratio" in data.get("lr_scheduler", {}):
+        data["lr_scheduler"] = dict(data["lr_scheduler"])
+        ratio = data["lr_scheduler"].pop("warmup_ratio")
+        if not _conforms(ratio, float) or not 0 <= ratio < 1:
+            raise ConfigError(f"{path}: [lr_scheduler] warmup_ratio must be a number in [0, 1), got {ratio!r}")
+        config.warmup_ratio = float(ratio)
+    if isinstance(data.get("validator", {}).get("dataloader"), dict):
+        data["validator"] = dict(data["validator"])
+        config.validator.dataloader = build_dataloader(data["validator"].pop("dataloader"), path)
     for table in _GENERIC_TABLES:
         if table in data:
             apply_table(getattr(config, table), data[table], table, path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mlr1_titan.model import MLR1_FLAVORS, model_registry
+from mlr1_titan.model import MLR1_FLAVORS, build_on_cpu, model_registry
 from mlr1_titan.model.attention import document_causal_mask
 from mlr1_titan.model.state_dict_adapter import MLR1StateDictAdapter
 
@@ -16,13 +16,7 @@ EXPECTED_PARAMS = {"140M": 140_248_512, "360M": 359_431_168, "950M": 949_685_760
 
 
 def build(flavor, attn_backend="sdpa_doc", seed=0):
-    spec = model_registry(flavor, attn_backend=attn_backend)
-    with torch.device("meta"):
-        model = spec.model.build()
-    model.to_empty(device="cpu")
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        model.init_weights()
+    spec, model = build_on_cpu(flavor, attn_backend=attn_backend, seed=seed)
     return spec, model.eval()
 
 

@@ -84,3 +84,47 @@ def test_unknown_flavor_and_incomplete_shape(tmp_path):
 def test_unknown_config_name_lists_available():
     with pytest.raises(ConfigError, match=r"unknown config 'mlr1_9b'.*mlr1_950m"):
         config_registry.mlr1_9b()
+
+
+def test_pretraining_selects_a_mix_by_name_overridable_on_the_cli():
+    from torchtitan.config import ConfigManager
+
+    assert config_registry.mlr1_360m().dataloader.mix == "pretrain_phase1"
+    cfg = ConfigManager().parse_args(
+        ["--module", "mlr1_titan", "--config", "mlr1_360m", "--dataloader.mix", "pretrain_phase2"]
+    )
+    assert cfg.dataloader.mix == "pretrain_phase2"
+    cfg = ConfigManager().parse_args(
+        ["--module", "mlr1_titan", "--config", "mlr1_360m",
+         "--dataloader.phases", "pretrain_phase1,pretrain_phase2@500000"]
+    )
+    assert cfg.dataloader.phases == ["pretrain_phase1", "pretrain_phase2@500000"]
+
+
+def test_sft_stage_configs_carry_table2():
+    general = config_registry.mlr1_950m_sft_general()
+    reasoning = config_registry.mlr1_950m_sft_reasoning()
+    g, r = general.optimizer.param_groups[-1].optimizer_kwargs, reasoning.optimizer.param_groups[-1].optimizer_kwargs
+    assert (g["lr"], g["weight_decay"], r["lr"], r["weight_decay"]) == (5e-6, 0.0, 8e-5, 0.0)
+    assert (general.training.seq_len, general.training.local_batch_size) == (4096, 4)
+    assert (reasoning.training.seq_len, reasoning.training.local_batch_size) == (32768, 8)
+    assert (general.dataloader.epochs, reasoning.dataloader.epochs) == (2, 4)
+    assert (general.warmup_ratio, reasoning.warmup_ratio) == (0.03, 0.1)
+    assert general.lr_scheduler.min_lr_factor == reasoning.lr_scheduler.min_lr_factor == 0.0
+    assert general.training.steps <= 0 and reasoning.training.steps <= 0  # derived from epochs
+    base_theta = config_registry.mlr1_950m().model_spec.model.layers[0].attention.rope.theta
+    rope = reasoning.model_spec.model.layers[0].attention.rope
+    assert (rope.theta, rope.max_seq_len) == (8 * base_theta, 32768)
+    assert general.checkpoint.initial_load_model_only and reasoning.checkpoint.initial_load_model_only
+
+
+def test_a_child_table_switching_kind_replaces_the_parent_table(tmp_path):
+    from launch import REPO
+
+    path = tmp_path / "sft_from_pretrain.toml"
+    path.write_text(
+        f'extends = "{(REPO / "model_configs/mlr1_tiny.toml").as_posix()}"\n'
+        '[dataloader]\nkind = "chat"\nmix = "sft_general"\n'
+    )
+    cfg = load_trainer_config(str(path))
+    assert type(cfg.dataloader).__qualname__ == "ChatDataLoader.Config" and cfg.dataloader.mix == "sft_general"

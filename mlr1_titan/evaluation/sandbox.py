@@ -354,6 +354,9 @@ class Sandbox:
             return SandboxResult(
                 "timeout", 0, total, f"killed after {limits.wall_s:.0f}s wall clock", **common
             )
+        if proc.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+            # The CPU-time limit is a time limit too: which one fires first depends on machine load.
+            return SandboxResult("timeout", 0, total, _describe_exit(proc.returncode), **common)
         detail = _describe_exit(proc.returncode)
         if "Error" in stderr:
             detail += ": " + stderr.strip().splitlines()[-1][-300:]

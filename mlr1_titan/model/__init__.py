@@ -37,6 +37,7 @@ __all__ = [
     "MLR1Flavor",
     "MLR1Model",
     "build_model_config",
+    "build_on_cpu",
     "default_attn_backend",
     "model_registry",
 ]
@@ -140,3 +141,16 @@ def model_registry(
         post_optimizer_build_fn=None,
         state_dict_adapter=MLR1StateDictAdapter,
     )
+
+
+def build_on_cpu(flavor: str | MLR1Flavor, *, attn_backend: str = "sdpa_doc", seed: int = 0):
+    """(ModelSpec, model) with initialised weights on the CPU, outside the trainer: tests,
+    benchmarks and conversion tools. Built on meta first, exactly as the trainer does."""
+    spec = model_registry(flavor, attn_backend=attn_backend)
+    with torch.device("meta"):
+        model = spec.model.build()
+    model.to_empty(device="cpu")
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        model.init_weights()
+    return spec, model

@@ -65,36 +65,19 @@ class ScriptedLM(LM):
 
 
 def build_tiny_hf_checkpoint(out_dir: Path, chat_template: str = LLAMA3_HEADER_TEMPLATE) -> Path:
-    """A 2-layer MobileLLM-R1-shaped ``Llama4ForCausalLM`` (dense, QK-norm, RoPE in every layer, tied
-    embeddings, Llama-3 vocabulary) with a transformers-loadable Llama-3 tokenizer and chat template."""
-    import torch
-    from transformers import GenerationConfig, Llama4ForCausalLM, Llama4TextConfig
+    """A tiny MobileLLM-R1 (2 layers, real Llama-3 vocabulary, random weights) exported the way users
+    get their models: our model -> DCP checkpoint -> ``mlr1 export-hf`` (config, weights, tokenizer,
+    chat template, generation config)."""
+    from mlr1_titan.hf.dcp_io import save_dcp
+    from mlr1_titan.hf.export import export_hf
+    from mlr1_titan.model import build_on_cpu
+    from mlr1_titan.model.flavors import MLR1Flavor
 
-    from mlr1_titan.tokenizer import default_tokenizer_file, save_hf_tokenizer
-
-    config = Llama4TextConfig(
-        vocab_size=128_256,
-        hidden_size=64,
-        intermediate_size=128,
-        intermediate_size_mlp=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        use_qk_norm=True,
-        no_rope_layers=[1, 1],  # 1 = this layer uses RoPE
-        moe_layers=[],  # every layer dense
-        tie_word_embeddings=True,
-        max_position_embeddings=4096,
-        bos_token_id=128_000,
-        eos_token_id=[128_001, 128_008, 128_009],
-        pad_token_id=128_004,
-    )
-    torch.manual_seed(0)
-    model = Llama4ForCausalLM(config)
-    model.save_pretrained(out_dir)
-    GenerationConfig(
-        bos_token_id=128_000, eos_token_id=[128_001, 128_008, 128_009], pad_token_id=128_004
-    ).save_pretrained(out_dir)
-    save_hf_tokenizer(default_tokenizer_file(), out_dir, chat_template=chat_template)
+    flavor = MLR1Flavor(n_layers=2, dim=64, n_heads=4, n_kv_heads=2, ffn_hidden_dim=128, head_dim=16)
+    _, model = build_on_cpu(flavor, seed=0)
+    dcp_dir = Path(out_dir).with_name(Path(out_dir).name + "_dcp")
+    save_dcp(model.state_dict(), dcp_dir)
+    template = dcp_dir / "chat_template.jinja"
+    template.write_text(chat_template)
+    export_hf(dcp_dir, out_dir, head_dim=flavor.head_dim, chat_template=template, log=lambda _: None)
     return Path(out_dir)

@@ -1,0 +1,158 @@
+"""`MixtureDataLoader`: the torchtitan dataloader component for mixture pre-training.
+
+Drop it into `Trainer.Config(dataloader=MixtureDataLoader.Config(mix="pretrain_phase1"))`; torchtitan
+builds it with `dp_world_size, dp_rank, tokenizer, seq_len, local_batch_size, snapshot_every_n_steps`.
+Batches are `({"input": [B, L] int64, "positions": [B, L] int64}, labels [B, L] int64)`.
+Call `mix_metrics()` / `mix_summary()` at log steps for the realized mix. (The `dataset` and
+`dataset_path` fields inherited from torchtitan's `BaseDataLoader.Config` are not used.)
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from typing import Any
+
+from torchtitan.components.dataloader import ParallelAwareDataloader
+from torchtitan.components.tokenizer import BaseTokenizer
+
+from mlr1_titan.data.mix_config import MixError, parse_phases
+from mlr1_titan.data.mix_metrics import MIX_PHASE_KEY, MIX_STATS_KEY, MixMeter
+from mlr1_titan.data.mixture_dataset import MixtureDataset
+
+
+class MixtureDataLoader(ParallelAwareDataloader):
+    @dataclass(kw_only=True, slots=True)
+    class Config(ParallelAwareDataloader.Config):
+        mix: str = "pretrain_phase1"
+        """Mix to train on: a data_mix/ name (file stem) or a path to a mix TOML. Ignored when `phases` is set."""
+
+        phases: list[str] = field(default_factory=list)
+        """Mix schedule, e.g. ["pretrain_phase1", "pretrain_phase2@500000"] (CLI: comma-separated): MIX@N is used once N optimizer steps are done."""
+
+        batches_per_step: int = 1
+        """Dataloader batches per optimizer step (gradient accumulation x PP microbatches); turns phase steps into batches."""
+
+        seed: int = 0
+        """Seed of every document order (per source and epoch). Must stay the same across a resume."""
+
+        shards_root: str | None = None
+        """Read each source from `<shards_root>/<source name>/`, as written by `mlr1 tokenize --out`."""
+
+        hub_mirror: str | None = None
+        """Directory holding local snapshots of hub datasets as `<hub_mirror>/<org>/<name>`; used when present."""
+
+        verify_checksums: bool = True
+        """Check each shard's checksum when first opened (each shard by one DP reader only)."""
+
+        shuffle_block: int = 4096
+        """Local jsonl/parquet sources: documents are shuffled within blocks of this many records."""
+
+        hub_shuffle_buffer: int = 10_000
+        """Hub sources: `datasets` shuffle buffer size (<= 1 disables shuffling)."""
+
+        metrics_prefix: str = "data"
+        """Prefix of the keys returned by `mix_metrics()`."""
+
+        infinite: bool = True
+        """False: stop when any source would start a second epoch (one deterministic pass, e.g. validation)."""
+
+        def __post_init__(self) -> None:
+            if self.batches_per_step < 1:
+                raise MixError(f"dataloader.batches_per_step must be >= 1, got {self.batches_per_step}")
+            for item in self.phases:
+                _, _, at = item.rpartition("@")
+                if "@" in item and not at.replace("_", "").isdigit():
+                    raise MixError(f"dataloader.phases entry {item!r}: expected MIX or MIX@STEP")
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        dp_world_size: int,
+        dp_rank: int,
+        tokenizer: BaseTokenizer,
+        seq_len: int,
+        local_batch_size: int,
+        snapshot_every_n_steps: int | None = 1,
+        **kwargs,
+    ):
+        phases = parse_phases(config.mix, config.phases)
+        dataset = MixtureDataset(
+            phases,
+            tokenizer=tokenizer,
+            seq_len=seq_len,
+            batch_size=local_batch_size,
+            dp_rank=dp_rank,
+            dp_world_size=dp_world_size,
+            seed=config.seed,
+            batches_per_step=config.batches_per_step,
+            shards_root=config.shards_root,
+            hub_mirror=config.hub_mirror,
+            verify_checksums=config.verify_checksums,
+            shuffle_block=config.shuffle_block,
+            hub_shuffle_buffer=config.hub_shuffle_buffer,
+            infinite=config.infinite,
+        )
+        self.phases = phases
+        self.meter = MixMeter(dataset.source_names, [(p.mix.name, p.mix.targets()) for p in phases])
+        self._metrics_prefix = config.metrics_prefix
+        super().__init__(
+            dataset,
+            dp_rank=dp_rank,
+            dp_world_size=dp_world_size,
+            num_workers=config.num_workers,
+            persistent_workers=config.persistent_workers,
+            pin_memory=config.pin_memory,
+            prefetch_factor=config.prefetch_factor,
+            snapshot_every_n_steps=snapshot_every_n_steps,
+            batch_size=None,  # the dataset packs whole [B, L] batches
+        )
+
+    def __iter__(self):
+        for input_dict, labels in super().__iter__():
+            # The stats ride along with the batch (they are computed where the batch is packed, which
+            # may be a worker process) and are removed before the trainer sees it.
+            stats = input_dict.pop(MIX_STATS_KEY)
+            phase = input_dict.pop(MIX_PHASE_KEY)
+            self.meter.update(stats.numpy(), int(phase))
+            yield input_dict, labels
+
+    # -- realized-mix metrics -----------------------------------------------------------------
+    def mix_metrics(self) -> dict[str, float]:
+        """Per source of this DP rank: `<prefix>/<source>/{fraction,target,tokens,epoch}` + `<prefix>/phase`.
+
+        `fraction` is the realized token fraction within the current phase, `tokens` the tokens this
+        rank has trained on from the source since the start of the run (x DP degree for the job).
+        """
+        return self.meter.metrics(self._metrics_prefix)
+
+    def mix_summary(self) -> str:
+        """One human-readable console line with realized/target fractions and epochs."""
+        return self.meter.summary()
+
+    # -- checkpointing ------------------------------------------------------------------------
+    @property
+    def _meter_key(self) -> str:
+        return f"mix_metrics_dp_rank_{self.dp_rank}"
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state[self._meter_key] = pickle.dumps(self.meter.state_dict())
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not state_dict:
+            return
+        saved_world = state_dict.get("world_size")
+        if saved_world is not None and saved_world != self.dp_world_size:
+            raise ValueError(
+                f"the dataloader checkpoint was written with data-parallel degree {saved_world}, this run "
+                f"has {self.dp_world_size}. Each DP rank owns a disjoint document stream (per-source "
+                "cursors strided by rank), which cannot be re-split. Resume with the same DP degree, or "
+                "start a fresh data stream with --checkpoint.exclude_from_loading dataloader "
+                "(documents may then repeat)."
+            )
+        super().load_state_dict(state_dict)
+        if self._meter_key in state_dict:
+            self.meter.load_state_dict(pickle.loads(state_dict[self._meter_key]))
