@@ -2,7 +2,7 @@
 
 Runs ``torchrun --nproc_per_node=1 -m torchtitan.train --module mlr1_titan --config mlr1_<size>``
 (bf16 mixed precision, FSDP wrapping as in production, flex attention with document masks) on the
-shipped demo corpus for a few steps and averages the logged tps / MFU after warm-up.
+shipped demo corpus (data_mix/demo.toml) for a few steps and averages the logged tps / MFU after warm-up.
 
     python benchmarks/gpu_throughput.py [--sizes 140m 360m 950m] [--steps 30] [--batch 16] [--seq 2048]
 
@@ -31,7 +31,7 @@ def run(size: str, compile_model: bool, args) -> dict:
             "--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0",
             "-m", "torchtitan.train", "--module", "mlr1_titan", "--config", f"mlr1_{size}",
             "--dump_folder", dump,
-            "--dataloader.dataset_path", str(REPO / "data/demo/tiny_corpus.jsonl"),
+            "--dataloader.mix", "demo",  # the shipped local corpus: no hub access needed
             "--training.steps", str(args.steps), "--training.local_batch_size", str(args.batch),
             "--training.seq_len", str(args.seq), "--metrics.log_freq", "5",
             "--metrics.no-enable-tensorboard", "--checkpoint.no-enable",

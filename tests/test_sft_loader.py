@@ -137,6 +137,26 @@ def test_sources_mix_by_token_weight(mix_file, tmp_path, tokenizer):
     assert fraction == pytest.approx(0.75, abs=0.01)
 
 
+def test_sample_unit_mixes_by_conversation_count(tmp_path, tokenizer):
+    files = write_chat_sets(tmp_path, n=150, seed=4)
+    mix = write_chat_mix(tmp_path / "by_samples.toml", files["math_train"], files["words_train"], 3.0, 1.0)
+    mix.write_text('unit = "samples"\n' + mix.read_text())
+    ds = dataset(mix, tokenizer)
+    counts = Counter(ds.next_sample().source for _ in range(400))
+    assert counts[0] / 400 == pytest.approx(0.75, abs=0.01)
+
+
+def test_placeholder_questions_are_skipped_and_counted(tmp_path, tokenizer):
+    rows = [{"problem": "-", "generated_solution": "code"}, {"problem": "Real?", "generated_solution": "yes"}]
+    math = write_jsonl(tmp_path / "ocr.jsonl", rows)
+    words = write_jsonl(tmp_path / "w.jsonl", [{"messages": [{"role": "user", "content": "q"},
+                                                             {"role": "assistant", "content": "a"}]}])
+    ds = dataset(write_chat_mix(tmp_path / "ph.toml", math, words, 1.0, 1e-9), tokenizer, seq_len=64)
+    served = [ds.next_sample() for _ in range(4)]
+    assert all("Real?" in tokenizer.decode(s.inputs) for s in served if s.source == 0)
+    assert ds.skips["math/placeholder_prompt"] >= 1
+
+
 def test_resume_replays_identical_rows(tmp_path, tokenizer):
     files = write_chat_sets(tmp_path, n=20, seed=5)
     mix_file = write_chat_mix(tmp_path / "small.toml", files["math_train"], files["words_train"])

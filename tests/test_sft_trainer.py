@@ -17,7 +17,7 @@ def stage_toml(path, base, train_mix, heldout_mix, seq_len, extra=""):
     path.write_text(
         f'extends = "{(REPO / "model_configs/base" / base).as_posix()}"\n'
         '[model]\nflavor = "tiny"\n'
-        f'[dataloader]\nmix = "{train_mix.as_posix()}"\nepochs = 1\n'
+        f'[dataloader]\nmix = "{train_mix.as_posix()}"\nepochs = 1\npacking = true\n'
         '[optimizer]\nlr = 2.0e-3\n'
         f'[training]\nlocal_batch_size = 4\nseq_len = {seq_len}\nmixed_precision_param = "float32"\n'
         '[activation_checkpoint]\nmode = "none"\n'
@@ -45,6 +45,7 @@ def test_general_then_reasoning_sft_on_cpu(tmp_path):
     val = tensorboard_losses(out, "validation_metrics/loss")
     first, last = val[min(val)], val[max(val)]
     assert len(val) >= 2 and max(val) >= steps // 2
+    print(f"held-out assistant-token loss: step {min(val)} {first:.3f} -> step {max(val)} {last:.3f}")
     assert last < first - 2.0, f"held-out assistant loss did not fall: {first:.3f} -> {last:.3f}"
     train_loss = tensorboard_losses(out)
     assert train_loss[steps] < train_loss[1]

@@ -368,3 +368,18 @@ def test_save_from_path(tmp_path):
     reloaded = AutoTokenizer.from_pretrained(out_dir, local_files_only=True)
     assert reloaded("Hello")["input_ids"] == [128000, 9906]
     assert reloaded.chat_template is None
+
+
+def test_ids_match_transformers_own_tiktoken_converter(tokenizer):
+    """Independent of our converter: transformers' TikTokenConverter, from the same tiktoken file."""
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    from mlr1_titan.tokenizer import PRETOKENIZE_REGEX, llama3_special_tokens
+
+    reference = TikTokenConverter(
+        vocab_file=str(default_tokenizer_file()),
+        pattern=PRETOKENIZE_REGEX,
+        additional_special_tokens=list(llama3_special_tokens()),
+    ).converted()
+    for text in CORPUS:
+        assert reference.encode(text, add_special_tokens=False).ids == tokenizer.encode(text), repr(text)

@@ -54,6 +54,8 @@ def test_new_size_is_a_toml_file(tmp_path):
         f'extends = "{(__import__("launch").REPO / "model_configs/mlr1_tiny.toml").as_posix()}"\n'
         "[model]\n"
         "n_layers = 2\ndim = 64\nn_heads = 2\nn_kv_heads = 1\nffn_hidden_dim = 128\nhead_dim = 32\n"
+        # The real sizes train with selective activation checkpointing: exercise it here too.
+        '[activation_checkpoint]\nmode = "selective"\n'
     )
     proc = run_trainer(
         "mlr1_micro", tmp_path / "out", *SMALL, "--training.steps", "4", nproc=1,

@@ -3,7 +3,7 @@
 The three released sizes come from paper Table 1 (arXiv 2509.24945); everything the paper does not
 print is marked as inferred, with the reasoning in ``../shared/reference/mobilellm_r1.md`` §1.
 A new size needs no Python: a TOML in ``model_configs/`` may name a flavor and override any field
-below, or give every field itself (see ``mlr1_titan.config.toml_config``).
+below, or give every field itself (see ``mlr1_titan.toml_config``).
 """
 
 from __future__ import annotations

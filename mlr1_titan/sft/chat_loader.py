@@ -177,7 +177,7 @@ class ChatDataset(IterableDataset, Stateful):
                 self.skips[f"{self.names[i]}/truncated"] += 1
             reader.mark_used()
             sample = Sample(i, inputs, labels)
-            self.sampler.add(i, len(inputs))
+            self.sampler.add(i, len(inputs) if self.mix.unit == "tokens" else 1)
             self.conversations[i] += 1
             self.trained_tokens[i] += sample.num_trained
             return sample
@@ -245,7 +245,7 @@ class ChatDataset(IterableDataset, Stateful):
         total = sum(self.sampler.consumed) or 1
         out: dict[str, float] = {}
         for i, name in enumerate(self.names):
-            out[f"sft_data/{name}/token_fraction"] = self.sampler.consumed[i] / total
+            out[f"sft_data/{name}/fraction"] = self.sampler.consumed[i] / total  # of tokens or samples (mix unit)
             out[f"sft_data/{name}/conversations"] = self.conversations[i]
             out[f"sft_data/{name}/epoch"] = self.readers[i].epoch
         for key, count in self.skips.items():
@@ -321,7 +321,7 @@ def derive_steps(config: ChatDataLoader.Config, tokenizer, *, seq_len: int, glob
     conversations exactly as the loader builds them (exact when the mix is that small).
     """
     mix = load_chat_mix(config.mix)
-    rows = {s.name: count_rows(s) for s in mix.mix.active_sources()}
+    rows = {s.name: count_rows(s, config.hub_mirror) for s in mix.mix.active_sources()}
     probe = ChatDataset(mix, tokenizer, seq_len=seq_len, packing=config.packing,
                         overlength=config.overlength, seed=config.seed, hub_mirror=config.hub_mirror)
     total_rows = sum(rows.values())
@@ -348,7 +348,7 @@ def derive_steps(config: ChatDataLoader.Config, tokenizer, *, seq_len: int, glob
     return steps, report
 
 
-def count_rows(spec) -> int:
+def count_rows(spec, hub_mirror: str | None = None) -> int:
     """Rows of a chat source: jsonl lines / parquet metadata locally, split metadata on the hub."""
     if spec.kind == "local":
         from mlr1_titan.data.sources import resolve_local_files
@@ -366,11 +366,16 @@ def count_rows(spec) -> int:
         return total
     from datasets import load_dataset_builder
 
-    builder = load_dataset_builder(spec.path[0], spec.config, revision=spec.revision)
+    from mlr1_titan.data.sources import resolve_hub_path
+
+    path = resolve_hub_path(spec, hub_mirror)  # a local snapshot when one is configured
+    kwargs = {"revision": spec.revision, "data_dir": spec.data_dir,
+              "data_files": list(spec.data_files) if spec.data_files else None}
+    builder = load_dataset_builder(path, spec.config, **{k: v for k, v in kwargs.items() if v is not None})
     split = (builder.info.splits or {}).get(spec.split)
     if split is None or not split.num_examples:
         raise DataSourceError(
-            f"source '{spec.name}' ({spec.mix_file}): the hub does not report the size of split "
+            f"source '{spec.name}' ({spec.mix_file}): '{path}' does not report the size of split "
             f"'{spec.split}'; set training.steps explicitly instead of dataloader.epochs"
         )
     return int(split.num_examples)

@@ -3,6 +3,7 @@
 A chat mix is a data mix (same file format, same source kinds ``hub`` / ``local``, same weights as
 token fractions, see docs/data.md) whose sources also say how a row turns into messages:
 
+    unit = "samples"        # (top level) weights are fractions of conversations; default "tokens"
     format = "messages"     # a list of {role, content} dicts in `messages_field` (Tulu-3 style)
     format = "qa"           # one question / one answer: `prompt_field`, `response_field`
     reasoning_field = "..." # optional: the reasoning as its own field
@@ -25,6 +26,7 @@ from mlr1_titan.data.mix_config import MixError, MixSpec, parse_mix, read_mix_to
 from .chat_format import DEFAULT_SYSTEM_PROMPTS, ChatFormatError, validate_messages
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+PLACEHOLDER_PROMPTS = ("", "-")
 
 # Chat-only keys of a [[sources]] entry (the rest are the data-mix keys), with their types.
 CHAT_KEYS: dict[str, type] = {
@@ -51,10 +53,16 @@ class ChatMapping:
     system_prompt: str | None = None
 
 
+UNITS = ("tokens", "samples")
+
+
 @dataclass(frozen=True)
 class ChatMix:
     mix: MixSpec
     mappings: dict[str, ChatMapping]  # by source name
+    unit: str = "tokens"
+    """What the weights are fractions of: "tokens" (as in pre-training) or "samples" (conversations;
+    weights = sample counts reproduce a plain union of the sets, every source ending its epoch together)."""
 
     @property
     def name(self) -> str:
@@ -107,6 +115,14 @@ def row_to_messages(row: Any, mapping: ChatMapping, source: str) -> list[dict]:
         response = _field(row, mapping.response_field, source)
         if not isinstance(prompt, str) or not isinstance(response, str):
             raise ChatFormatError("malformed_message", f"source '{source}': prompt/response are not strings")
+        if prompt.strip() in PLACEHOLDER_PROMPTS:
+            # OpenCodeReasoning(-2) publishes "-" for questions that must be fetched from their
+            # original benchmark; training on the placeholder would teach answers to nothing.
+            raise ChatFormatError(
+                "placeholder_prompt",
+                f"source '{source}': '{mapping.prompt_field}' is a placeholder ({prompt.strip()!r}); "
+                "fill the questions in from the original datasets first",
+            )
         assistant: dict[str, Any] = {"role": "assistant", "content": response}
         if mapping.reasoning_field:
             reasoning = _field(row, mapping.reasoning_field, source)
@@ -145,6 +161,9 @@ def _mapping(entry: dict, where: str) -> ChatMapping:
 
 def parse_chat_mix(raw: dict[str, Any], *, file: str) -> ChatMix:
     raw = dict(raw)
+    unit = raw.pop("unit", "tokens")
+    if unit not in UNITS:
+        raise MixError(f"{file}: 'unit' must be one of {UNITS}, got {unit!r}")
     defaults = dict(raw.get("defaults", {}))
     chat_defaults = {k: defaults.pop(k) for k in list(defaults) if k in CHAT_KEYS}
     raw["defaults"] = defaults
@@ -161,7 +180,7 @@ def parse_chat_mix(raw: dict[str, Any], *, file: str) -> ChatMix:
     for source in mix.sources:
         if source.kind not in ("hub", "local"):
             raise MixError(f"{source.where}: chat sources are 'hub' or 'local' (rows with fields), not {source.kind!r}")
-    return ChatMix(mix=mix, mappings={s.name: mappings[s.name] for s in mix.sources})
+    return ChatMix(mix=mix, mappings={s.name: mappings[s.name] for s in mix.sources}, unit=unit)
 
 
 def load_chat_mix(name_or_path: str) -> ChatMix:
