@@ -1,7 +1,7 @@
 """Export (and re-import) the 950M flavor with random weights on this machine: sizes, time, peak RSS.
 
     .venv/bin/python benchmarks/export_hf.py                 # fp32 + bf16 export, then import
-    .venv/bin/python benchmarks/export_hf.py --flavor 140M --workdir /tmp/bench --keep
+    .venv/bin/python benchmarks/export_hf.py --flavor 140M --workdir ./bench_export --keep
 
 Step 1 builds ``model_registry(flavor)`` on CPU with its real init and saves it as a single-rank DCP
 checkpoint (what a seed / model-only checkpoint holds). Each conversion then runs as its own

@@ -253,3 +253,11 @@ def test_preview_sft_marks_exactly_the_trained_spans(mix_file, capsys):
             assert "<|start_header_id|>" not in text and "user" not in text
         untrained = "".join(part.split("⟧")[-1] for part in block.split("⟦"))
         assert "<|begin_of_text|>" in untrained
+
+
+def test_data_show_understands_chat_mixes(capsys):
+    from mlr1_titan.cli import main
+
+    assert main(["data", "show", "sft_reasoning"]) == 0
+    out = capsys.readouterr().out
+    assert "weights are fractions of samples" in out and "open_math_reasoning" in out and "format=qa" in out

@@ -152,21 +152,36 @@ def _cmd_preview(args) -> int:
 
 
 def _cmd_show(args) -> int:
-    from mlr1_titan.data.mix_config import MixError, load_mix
+    from mlr1_titan.data.mix_config import MixError, parse_mix, read_mix_toml
 
+    unit, chat = "tokens", None
     try:
-        mix = load_mix(args.mix)
+        path, raw = read_mix_toml(args.mix)
+        if _is_chat_mix(raw):
+            from mlr1_titan.sft.chat_sources import parse_chat_mix
+
+            chat = parse_chat_mix(raw, file=str(path))
+            mix, unit = chat.mix, chat.unit
+        else:
+            mix = parse_mix(raw, file=str(path))
     except MixError as err:
         return _fail(err)
     targets = mix.targets()
-    print(f"{mix.name} ({mix.file}): {len(mix.sources)} sources" +
+    print(f"{mix.name} ({mix.file}): {len(mix.sources)} sources, weights are fractions of {unit}" +
           (f", paper budget {mix.budget_tokens:,} tokens" if mix.budget_tokens else ""))
     width = max(len(s.name) for s in mix.sources)
     for s in mix.sources:
         where = s.path[0] + (f" [{s.config}]" if s.config else "") + (f" {s.data_dir}" if s.data_dir else "") \
             + (f" {','.join(s.data_files)}" if s.data_files else "")
-        print(f"  {s.name:<{width}}  {100 * targets[s.name]:7.3f}%  {s.kind:<6}  {where}  fields={list(s.text_fields)}")
+        fields = f"format={chat.mappings[s.name].format}" if chat else f"fields={list(s.text_fields)}"
+        print(f"  {s.name:<{width}}  {100 * targets[s.name]:7.3f}%  {s.kind:<6}  {where}  {fields}")
     return 0
+
+
+def _is_chat_mix(raw: dict) -> bool:
+    """A chat (SFT) mix: it has a top-level `unit` or a source/default with a chat `format`."""
+    entries = [raw.get("defaults", {}), *raw.get("sources", [])]
+    return "unit" in raw or any(isinstance(e, dict) and "format" in e for e in entries)
 
 
 def _cmd_verify(args) -> int:

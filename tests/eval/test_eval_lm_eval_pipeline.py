@@ -8,6 +8,7 @@ and malicious code (infinite loop, fork bomb, file write outside the work dir, n
 
 import json
 import math
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from mlr1_titan.evaluation.runner import EvalRequest, run_evaluation
 
 from eval_support import EVAL_TASKS, FIXTURES, ScriptedLM
 
-ESCAPE_FILE = Path("/tmp/mlr1_eval_pipeline_escape.txt")
+ESCAPE_FILE = Path(tempfile.gettempdir()) / "mlr1_eval_pipeline_escape.txt"
 T = "<think>reasoning</think>\n"  # a closed reasoning block
 
 AIME24 = {
