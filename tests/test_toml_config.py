@@ -128,3 +128,13 @@ def test_a_child_table_switching_kind_replaces_the_parent_table(tmp_path):
     )
     cfg = load_trainer_config(str(path))
     assert type(cfg.dataloader).__qualname__ == "ChatDataLoader.Config" and cfg.dataloader.mix == "sft_general"
+
+
+def test_context_parallel_is_refused_with_a_clear_message():
+    from torchtitan.config import ConfigManager
+
+    cfg = ConfigManager().parse_args(
+        ["--module", "mlr1_titan", "--config", "mlr1_tiny", "--parallelism.context_parallel_degree", "2"]
+    )
+    with pytest.raises(ValueError, match="context_parallel_degree=2"):
+        cfg.model_spec.model.update_from_config(config=cfg)

@@ -50,9 +50,10 @@ class MLR1Model(Decoder):
             Decoder.Config.update_from_config(self, config=config, **kwargs)
             parallelism = config.parallelism
             if parallelism.context_parallel_degree > 1:
-                raise NotImplementedError(
-                    "Context parallel is not wired for MobileLLM-R1 yet; its sequences "
-                    "(<= 32k) fit with TP + FSDP."
+                raise ValueError(
+                    f"parallelism.context_parallel_degree={parallelism.context_parallel_degree}: "
+                    "context parallel is not supported for MobileLLM-R1 (sequences <= 32k fit with "
+                    "TP + FSDP + activation checkpointing); set it to 1."
                 )
             from .sharding import set_mlr1_sharding_config
 
