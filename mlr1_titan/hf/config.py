@@ -14,6 +14,8 @@ by transformers 4.5x and 5.x and by vLLM alike: both ``rope_theta`` (4.x, vLLM) 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import dataclasses
 import json
 from pathlib import Path
@@ -37,6 +39,14 @@ LLAMA3_PAD_ID = 128_004
 
 SHAPE_FIELDS = ("n_layers", "dim", "n_heads", "n_kv_heads", "ffn_hidden_dim", "head_dim", "vocab_size")
 """The MLR1Flavor fields that decide tensor shapes (the others are numerics of the stage)."""
+
+
+Log = Callable[[str], None]
+"""Where export/import progress lines go (default: stdout, flushed)."""
+
+
+def print_progress(message: str) -> None:
+    print(message, flush=True)
 
 
 class HFInteropError(ValueError):

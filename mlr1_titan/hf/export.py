@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,8 @@ import mlr1_titan
 from mlr1_titan.model.flavors import MLR1Flavor
 
 from .config import (
+    Log,
+    print_progress,
     HFInteropError,
     SpecialTokenIds,
     describe_flavor,
@@ -62,11 +64,7 @@ DEFAULT_MAX_SHARD_SIZE = "5GB"
 HF_FOLDER_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                    "special_tokens_map.json", "chat_template.jinja", INDEX_FILE)
 
-Log = Callable[[str], None]
 
-
-def _print(message: str) -> None:
-    print(message, flush=True)
 
 
 @dataclass
@@ -279,7 +277,7 @@ def export_hf(
     max_position_embeddings: int | None = None,
     overwrite: bool = False,
     verify_tied: bool = True,
-    log: Log = _print,
+    log: Log = print_progress,
 ) -> ExportResult:
     """Convert a DCP checkpoint (``checkpoint/step-N`` or its parent) into an HF folder at ``out_dir``.
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,8 @@ import torch
 from mlr1_titan.model.flavors import MLR1Flavor
 
 from .config import (
+    Log,
+    print_progress,
     HFInteropError,
     describe_flavor,
     flavor_from_hf_config,
@@ -39,12 +40,8 @@ from .shapes import (
     titan_shapes,
 )
 
-Log = Callable[[str], None]
 LLAMA3_VOCAB = 128_256
 
-
-def _print(message: str) -> None:
-    print(message, flush=True)
 
 
 @dataclass
@@ -101,7 +98,7 @@ def import_hf(
     config: str | None = None,
     dtype: str = "auto",
     overwrite: bool = False,
-    log: Log = _print,
+    log: Log = print_progress,
 ) -> ImportResult:
     """Convert the HF folder ``hf_dir`` into a DCP checkpoint at ``out_dir``.
 
