@@ -1,4 +1,4 @@
-# mlr1_titan developer entry points. `make test` and `make demo` work on a fresh machine:
+# mlr1_titan developer entry points. `make test`, `make lint` and `make demo` work on a fresh machine:
 # they create .venv and install the project (torch 2.14.1 first, then `pip install -e .[dev]`).
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.14.1
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast demo bench clean
+.PHONY: install test test-fast lint format demo bench clean
 
 install: $(STAMP)
 
@@ -24,6 +24,16 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# ruff (lint + format check) and the import-linter contracts of pyproject.toml.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --select I --fix .
+	$(VENV)/bin/ruff format .
 
 demo: $(STAMP)
 	$(VENV)/bin/mlr1 demo

@@ -70,8 +70,10 @@ def main() -> int:
         start = time.monotonic()
         if not (ckpt / ".metadata").is_file():
             build_checkpoint(args.flavor, ckpt)
-        print(f"DCP checkpoint ({args.flavor}, fp32 random weights): {folder_size(ckpt) / 1e9:.2f} GB "
-              f"[{time.monotonic() - start:.0f} s to build]")
+        print(
+            f"DCP checkpoint ({args.flavor}, fp32 random weights): {folder_size(ckpt) / 1e9:.2f} GB "
+            f"[{time.monotonic() - start:.0f} s to build]"
+        )
         dtypes = args.dtypes.split(",")
         for dtype in dtypes:
             out = work / f"hf-{dtype}"

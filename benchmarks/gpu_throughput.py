@@ -27,14 +27,32 @@ _MEM = re.compile(r"memory:\s*([\d.]+)GiB")
 def run(size: str, compile_model: bool, args) -> dict:
     with tempfile.TemporaryDirectory() as dump:
         cmd = [
-            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1",
-            "--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0",
-            "-m", "torchtitan.train", "--module", "mlr1_titan", "--config", f"mlr1_{size}",
-            "--dump_folder", dump,
-            "--dataloader.mix", "demo",  # the shipped local corpus: no hub access needed
-            "--training.steps", str(args.steps), "--training.local_batch_size", str(args.batch),
-            "--training.seq_len", str(args.seq), "--metrics.log_freq", "5",
-            "--metrics.no-enable-tensorboard", "--checkpoint.no-enable",
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=1",
+            "--rdzv_backend=c10d",
+            "--rdzv_endpoint=localhost:0",
+            "-m",
+            "torchtitan.train",
+            "--module",
+            "mlr1_titan",
+            "--config",
+            f"mlr1_{size}",
+            "--dump_folder",
+            dump,
+            "--dataloader.mixture.mix",
+            "demo",  # the shipped local corpus: no hub access needed
+            "--training.steps",
+            str(args.steps),
+            "--training.local_batch_size",
+            str(args.batch),
+            "--training.seq_len",
+            str(args.seq),
+            "--metrics.log_freq",
+            "5",
+            "--metrics.no-enable-tensorboard",
+            "--checkpoint.no-enable",
             "--compile.enable" if compile_model else "--compile.no-enable",
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))

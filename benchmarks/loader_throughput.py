@@ -47,16 +47,14 @@ def torchtitan_loader(corpus_dir: Path, tokenizer, seq_len: int, batch_size: int
         sample_processor=lambda sample: sample["text"],
     )
     config = HuggingFaceTextDataLoader.Config(dataset="mlr1_bench_corpus")
-    return config.build(dp_world_size=1, dp_rank=0, tokenizer=tokenizer, seq_len=seq_len,
-                        local_batch_size=batch_size)
+    return config.build(dp_world_size=1, dp_rank=0, tokenizer=tokenizer, seq_len=seq_len, local_batch_size=batch_size)
 
 
 def mixture_loader(mix_file: str, tokenizer, seq_len: int, batch_size: int, shards_root: str | None):
     from mlr1_titan.data.loader import MixtureDataLoader
 
     config = MixtureDataLoader.Config(mix=mix_file, shards_root=shards_root)
-    return config.build(dp_world_size=1, dp_rank=0, tokenizer=tokenizer, seq_len=seq_len,
-                        local_batch_size=batch_size)
+    return config.build(dp_world_size=1, dp_rank=0, tokenizer=tokenizer, seq_len=seq_len, local_batch_size=batch_size)
 
 
 def main() -> None:
@@ -67,7 +65,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="time budget per loader")
     args = parser.parse_args()
 
-    from mlr1_titan.data.cli import build_tokenizer
+    from mlr1_titan.cli.data import build_tokenizer
     from mlr1_titan.data.mix_config import load_mix
     from mlr1_titan.data.tokenize import tokenize_mix
 
@@ -78,17 +76,27 @@ def main() -> None:
         mix_file = Path(tmp) / "bench.toml"
         mix_file.write_text(f'[[sources]]\nname = "corpus"\nkind = "local"\npath = "{corpus}/*.jsonl"\nweight = 1\n')
         tokenizer = build_tokenizer()
-        manifest = tokenize_mix(load_mix(str(mix_file)), os.path.join(tmp, "shards"), lambda: tokenizer,
-                                progress_interval=1e9, stream=open(os.devnull, "w"))["corpus"]
+        manifest = tokenize_mix(
+            load_mix(str(mix_file)),
+            os.path.join(tmp, "shards"),
+            lambda: tokenizer,
+            progress_interval=1e9,
+            stream=open(os.devnull, "w"),
+        )["corpus"]
 
-        b, l = args.batch_size, args.seq_len
-        ours, ours_tokens = _rate(mixture_loader(str(mix_file), tokenizer, l, b, os.path.join(tmp, "shards")),
-                                  args.seconds, max_batches=100_000)
-        titan, titan_tokens = _rate(torchtitan_loader(corpus, tokenizer, l, b), args.seconds, max_batches=100_000)
-        text, _ = _rate(mixture_loader(str(mix_file), tokenizer, l, b, None), args.seconds, max_batches=100_000)
+        batch, seq = args.batch_size, args.seq_len
+        ours, ours_tokens = _rate(
+            mixture_loader(str(mix_file), tokenizer, seq, batch, os.path.join(tmp, "shards")),
+            args.seconds,
+            max_batches=100_000,
+        )
+        titan, titan_tokens = _rate(torchtitan_loader(corpus, tokenizer, seq, batch), args.seconds, max_batches=100_000)
+        text, _ = _rate(mixture_loader(str(mix_file), tokenizer, seq, batch, None), args.seconds, max_batches=100_000)
 
-    print(f"corpus: {manifest['documents']:,} documents, {manifest['tokens']:,} tokens in shards; "
-          f"batch {b} x {l}, 1 rank process, num_workers=0")
+    print(
+        f"corpus: {manifest['documents']:,} documents, {manifest['tokens']:,} tokens in shards; "
+        f"batch {batch} x {seq}, 1 rank process, num_workers=0"
+    )
     print(f"MixtureDataLoader, pre-tokenized shards:      {ours / 1e6:8.2f} M tokens/s  ({ours_tokens:,} tokens)")
     print(f"torchtitan HuggingFaceTextDataLoader (jsonl):  {titan / 1e6:8.2f} M tokens/s  ({titan_tokens:,} tokens)")
     print(f"MixtureDataLoader, jsonl tokenized on the fly: {text / 1e6:8.2f} M tokens/s")

@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from hf_reference import llama4_text_config  # noqa: E402
+from model_testkit import llama4_text_config  # noqa: E402
 
 from mlr1_titan.model import build_on_cpu  # noqa: E402
 from mlr1_titan.model.flavors import MLR1_FLAVORS  # noqa: E402
@@ -53,8 +53,12 @@ def main() -> None:
     torch.manual_seed(0)
 
     flavor = MLR1_FLAVORS["tiny"].replace(
-        n_layers=args.layers, dim=args.dim, n_heads=args.heads, n_kv_heads=args.kv_heads,
-        ffn_hidden_dim=args.ffn, head_dim=args.dim // args.heads,
+        n_layers=args.layers,
+        dim=args.dim,
+        n_heads=args.heads,
+        n_kv_heads=args.kv_heads,
+        ffn_hidden_dim=args.ffn,
+        head_dim=args.dim // args.heads,
     )
     spec, ours = build_on_cpu(flavor)
     ours.train()
@@ -82,8 +86,10 @@ def main() -> None:
 
     n_tokens = args.batch * args.seq
     t_ours, t_theirs = step_times([ours_step, theirs_step], tokens, args.iters)
-    print(f"config: layers={args.layers} dim={args.dim} heads={args.heads}/{args.kv_heads} ffn={args.ffn} "
-          f"vocab={flavor.vocab_size} batch={args.batch} seq={args.seq} threads={torch.get_num_threads()}")
+    print(
+        f"config: layers={args.layers} dim={args.dim} heads={args.heads}/{args.kv_heads} ffn={args.ffn} "
+        f"vocab={flavor.vocab_size} batch={args.batch} seq={args.seq} threads={torch.get_num_threads()}"
+    )
     print(f"mlr1_titan   fwd+bwd: {n_tokens / t_ours:10.1f} tokens/s  ({t_ours * 1e3:.1f} ms/step)")
     print(f"transformers fwd+bwd: {n_tokens / t_theirs:10.1f} tokens/s  ({t_theirs * 1e3:.1f} ms/step)")
     print(f"ratio (mlr1_titan / transformers): {t_theirs / t_ours:.3f}")

@@ -87,8 +87,12 @@ def raw_tiktoken_rate(docs: list[str]) -> tuple[float, float, int]:
 
     from mlr1_titan.tokenizer import PRETOKENIZE_REGEX, default_tokenizer_file
 
-    enc = tiktoken.Encoding("llama3-raw", pat_str=PRETOKENIZE_REGEX,
-                            mergeable_ranks=load_tiktoken_bpe(str(default_tokenizer_file())), special_tokens={})
+    enc = tiktoken.Encoding(
+        "llama3-raw",
+        pat_str=PRETOKENIZE_REGEX,
+        mergeable_ranks=load_tiktoken_bpe(str(default_tokenizer_file())),
+        special_tokens={},
+    )
     enc.encode_ordinary("warm up")
     wall, cpu = time.perf_counter(), time.process_time()
     n = sum(len(enc.encode_ordinary(d)) for d in docs)
@@ -97,7 +101,7 @@ def raw_tiktoken_rate(docs: list[str]) -> tuple[float, float, int]:
 
 def wrapper_rate(docs: list[str]) -> tuple[float, float, int]:
     """Llama3Tokenizer.encode alone (text in memory): separates the tokenizer wrapper's cost from ours."""
-    from mlr1_titan.data.cli import build_tokenizer
+    from mlr1_titan.cli.data import build_tokenizer
 
     tok = build_tokenizer()
     wall, cpu = time.perf_counter(), time.process_time()
@@ -106,17 +110,22 @@ def wrapper_rate(docs: list[str]) -> tuple[float, float, int]:
 
 
 def pipeline_rate(corpus_dir: Path, out_dir: Path, fmt: str) -> tuple[float, float, int]:
-    from mlr1_titan.data.cli import build_tokenizer
+    from mlr1_titan.cli.data import build_tokenizer
     from mlr1_titan.data.mix_config import parse_mix
     from mlr1_titan.data.tokenize import tokenize_mix
 
-    mix = parse_mix({"name": "bench", "sources": [
-        {"name": "corpus", "kind": "local", "path": str(corpus_dir / f"*.{fmt}"), "weight": 1}]})
+    mix = parse_mix(
+        {
+            "name": "bench",
+            "sources": [{"name": "corpus", "kind": "local", "path": str(corpus_dir / f"*.{fmt}"), "weight": 1}],
+        }
+    )
     shutil.rmtree(out_dir, ignore_errors=True)
     tokenizer = build_tokenizer()  # built once outside the timed region, like a warm worker
     wall, cpu = time.perf_counter(), time.process_time()
-    manifest = tokenize_mix(mix, str(out_dir), lambda: tokenizer, workers=1,
-                            progress_interval=1e9, stream=open(os.devnull, "w"))["corpus"]
+    manifest = tokenize_mix(
+        mix, str(out_dir), lambda: tokenizer, workers=1, progress_interval=1e9, stream=open(os.devnull, "w")
+    )["corpus"]
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     text_tokens = manifest["tokens"] - 2 * manifest["documents"]
     return text_tokens / wall, text_tokens / cpu, text_tokens
@@ -142,16 +151,20 @@ def main() -> None:
     raw_tokens, our_tokens = raw[0][2], ours[0][2]
     assert raw_tokens == our_tokens, f"token counts differ: raw {raw_tokens} vs pipeline {our_tokens}"
     mb = sum(len(d.encode()) for d in docs) / 1e6
-    print(f"corpus: {len(docs):,} documents, {mb:.1f} MB as {args.format}, {raw_tokens:,} Llama-3 tokens; "
-          f"best of {args.repeats}")
+    print(
+        f"corpus: {len(docs):,} documents, {mb:.1f} MB as {args.format}, {raw_tokens:,} Llama-3 tokens; "
+        f"best of {args.repeats}"
+    )
     print(f"{'':40s} {'wall':>12s} {'per CPU-second':>16s}")
     print(f"{'raw tiktoken encode_ordinary (1 thread)':40s} {raw_wall / 1e6:8.3f} M/s {raw_cpu / 1e6:12.3f} M/s")
     wrap_wall, wrap_cpu = max(r[0] for r in wrapper), max(r[1] for r in wrapper)
     print(f"{'Llama3Tokenizer.encode alone':40s} {wrap_wall / 1e6:8.3f} M/s {wrap_cpu / 1e6:12.3f} M/s")
     print(f"{'mlr1 tokenize, 1 worker (read+write)':40s} {our_wall / 1e6:8.3f} M/s {our_cpu / 1e6:12.3f} M/s")
     print(f"ratio: {our_wall / raw_wall:.1%} (wall), {our_cpu / raw_cpu:.1%} (CPU time) of raw tiktoken; goal >= 80%")
-    print(f"  of which Llama3Tokenizer.encode vs raw: {wrap_cpu / raw_cpu:.1%}; pipeline vs Llama3Tokenizer.encode: "
-          f"{our_cpu / wrap_cpu:.1%} (CPU time)")
+    print(
+        f"  of which Llama3Tokenizer.encode vs raw: {wrap_cpu / raw_cpu:.1%}; pipeline vs Llama3Tokenizer.encode: "
+        f"{our_cpu / wrap_cpu:.1%} (CPU time)"
+    )
 
 
 if __name__ == "__main__":

@@ -26,34 +26,14 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_token
 from torchtitan.components.tokenizer import BaseTokenizer
 from torchtitan.tools.logging import logger
 
+from mlr1_titan.llama3_vocab import BOS_TOKEN, EOS_TOKEN, EOT_TOKEN, PAD_TOKEN, llama3_special_tokens
+
 # Llama-3's pre-tokenizer: contractions, letter runs with one optional leading
 # non-letter, digits in groups of at most three, punctuation runs, newline
 # runs, and other whitespace (which leaves its last space to the next word).
 PRETOKENIZE_REGEX = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-
-BOS_TOKEN = "<|begin_of_text|>"
-EOS_TOKEN = "<|end_of_text|>"
-EOT_TOKEN = "<|eot_id|>"
-PAD_TOKEN = "<|finetune_right_pad_id|>"
-
-NUM_SPECIAL_TOKENS = 256
-# Llama 3.1 / 3.2 layout; every id in the 256-slot block not named here is a
-# `<|reserved_special_token_N|>`, numbered on from 3.
-_NAMED_SPECIAL_TOKENS = (
-    BOS_TOKEN,
-    EOS_TOKEN,
-    "<|reserved_special_token_0|>",
-    "<|reserved_special_token_1|>",
-    PAD_TOKEN,
-    "<|reserved_special_token_2|>",
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-    "<|eom_id|>",
-    EOT_TOKEN,
-    "<|python_tag|>",
 )
 
 # One BPE call never sees more than this many characters. tiktoken's regex
@@ -87,16 +67,6 @@ HF_TOKENIZER_FILE_NAME = "tokenizer.json"
 
 
 _NEVER_MATCHES = r"(?!)"
-
-
-def llama3_special_tokens(first_id: int = 128_000) -> dict[str, int]:
-    """The 256 Llama-3 special tokens, numbered from `first_id` (= number of BPE ranks)."""
-    reserved = [
-        f"<|reserved_special_token_{n}|>"
-        for n in range(3, 3 + NUM_SPECIAL_TOKENS - len(_NAMED_SPECIAL_TOKENS))
-    ]
-    names = [*_NAMED_SPECIAL_TOKENS, *reserved]
-    return {name: first_id + offset for offset, name in enumerate(names)}
 
 
 def default_tokenizer_file() -> Path:
@@ -176,9 +146,7 @@ def _read_tiktoken_ranks(path: Path) -> dict[bytes, int]:
             encoded_token, rank = line.split()
             ranks[base64.b64decode(encoded_token, validate=True)] = int(rank)
         except (ValueError, binascii.Error) as err:
-            raise ValueError(
-                f"{path} is not a tiktoken BPE file: line {line_number} is {line[:80]!r}"
-            ) from err
+            raise ValueError(f"{path} is not a tiktoken BPE file: line {line_number} is {line[:80]!r}") from err
     if sorted(ranks.values()) != list(range(len(ranks))):
         raise ValueError(f"{path}: BPE ranks must be 0..{len(ranks) - 1}, each used once")
     return ranks

@@ -1,73 +1,78 @@
-"""``MLR1Trainer``: torchtitan's Trainer plus what MobileLLM-R1 runs need on top.
+"""``MLR1Trainer``: torchtitan's Trainer, and its ``Config``: the one schema of every MobileLLM-R1 run.
 
-* the CPU device layer, installed before anything touches a device when the host has no accelerator;
-* epoch-based schedules: when the dataloader has ``epochs`` and ``training.steps <= 0``, the step count
-  is derived from the data (size, batch, packing) and printed; ``warmup_ratio`` sets the warmup;
-* data metrics: a dataloader with ``mix_metrics()`` (mixture / chat loaders) has them logged with
-  the training metrics at every log step (console summary + tensorboard).
+Every setting is a field of this nested dataclass tree: a TOML key ``[a] b = ...`` and the command-line
+flag ``--a.b ...`` set the same field (``mlr1_titan.config`` reads TOMLs onto it, tyro parses the
+command line onto it) and ``--help`` documents each with its docstring. torchtitan's own sections
+and fields are unchanged; the sections below replace torchtitan's where MobileLLM-R1 adds settings.
+
+Derived, never set by hand: ``model_spec`` (from ``[model]``), the loss's vocabulary and the HF
+export's context (from the model). At start-up the trainer also derives ``training.steps`` from
+``[dataloader.chat] epochs`` when steps <= 0, and installs the CPU device layer on hosts without
+an accelerator.
 """
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from torchtitan.components.validate import Validator
 from torchtitan.tools.logging import logger
 from torchtitan.trainer import Trainer
 
-from .cpu_device import install_cpu_device_layer
+from mlr1_titan.components.activation_checkpoint import MLR1ActivationCheckpoint
+from mlr1_titan.components.dataloader import MLR1DataLoader
+from mlr1_titan.components.loss import MLR1Loss
+from mlr1_titan.components.lr_scheduler import MLR1LRSchedulers
+from mlr1_titan.components.optimizer import MLR1Optimizers
+from mlr1_titan.cpu_device import install_cpu_device_layer
+from mlr1_titan.hf.checkpoint import MLR1CheckpointManager
+from mlr1_titan.model.settings import ModelSettings
+from mlr1_titan.sft.chat_loader import ChatDataLoader, derive_steps
+from mlr1_titan.tokenizer import Llama3Tokenizer, default_tokenizer_file
 
 
-def _data_parallel_degree(config) -> int:
-    p = config.parallelism
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    non_dp = p.tensor_parallel_degree * p.pipeline_parallel_degree * p.context_parallel_degree
-    return max(1, world // non_dp)
-
-
-def _global_batch_size(config) -> int:
-    if config.training.global_batch_size > 0:
-        return config.training.global_batch_size
-    return config.training.local_batch_size * _data_parallel_degree(config)
-
-
-def resolve_schedule(config) -> None:
-    """Fill ``training.steps`` from epochs and ``lr_scheduler.warmup_steps`` from ``warmup_ratio``;
-    tell a phase-scheduled loader how many batches make one optimizer step."""
-    if hasattr(config.dataloader, "batches_per_step"):
-        # Mix phases switch at optimizer steps; the loader counts batches (grad accumulation).
-        accumulation = _global_batch_size(config) // (config.training.local_batch_size * _data_parallel_degree(config))
-        config.dataloader.batches_per_step = max(1, accumulation)
-    epochs = getattr(config.dataloader, "epochs", None)
-    if config.training.steps <= 0:
-        if epochs is None:
-            raise ValueError(
-                f"training.steps is {config.training.steps}: set it, or set dataloader.epochs so that "
-                "the step count is derived from the data"
-            )
-        from .sft.chat_loader import derive_steps
-
-        tokenizer = config.tokenizer.build(tokenizer_path=config.hf_assets_path)
-        steps, report = derive_steps(
-            config.dataloader, tokenizer, seq_len=config.training.seq_len,
-            global_batch_size=_global_batch_size(config),
-        )
-        logger.info(report)
-        config.training.steps = steps
-    if config.warmup_ratio is not None:
-        config.lr_scheduler.warmup_steps = max(1, math.ceil(config.warmup_ratio * config.training.steps))
-        logger.info(
-            f"warmup: {config.lr_scheduler.warmup_steps} steps "
-            f"(warmup_ratio {config.warmup_ratio} x {config.training.steps} steps)"
-        )
+def _default_validator() -> Validator.Config:
+    return Validator.Config(dataloader=MLR1DataLoader.Config())
 
 
 class MLR1Trainer(Trainer):
     @dataclass(kw_only=True, slots=True)
     class Config(Trainer.Config):
-        warmup_ratio: float | None = None
-        """If set, lr_scheduler.warmup_steps = ceil(warmup_ratio * training.steps) (paper Table 2 SFT)."""
+        model: ModelSettings
+        """The decoder: a named size (paper Table 1) and/or shape fields, plus the stage's RoPE numerics."""
+        description: str = ""
+        """Free text: what this config is for."""
+        hf_assets_path: str = field(default_factory=lambda: str(default_tokenizer_file().parent))
+        """Folder of HF assets (tokenizer files, HF weights for initial_load_in_hf); default: the Llama-3 tokenizer's."""
+        tokenizer: Llama3Tokenizer.Config = field(default_factory=Llama3Tokenizer.Config)
+        """The Llama-3 tokenizer (tiktoken file or HF tokenizer.json)."""
+        optimizer: MLR1Optimizers.Config = field(default_factory=MLR1Optimizers.Config)
+        """AdamW hyper-parameters; torchtitan's param_groups still apply on top."""
+        lr_scheduler: MLR1LRSchedulers.Config = field(default_factory=MLR1LRSchedulers.Config)
+        """Warmup-stable-decay schedule; warmup as steps or as a ratio of the run."""
+        dataloader: MLR1DataLoader.Config = field(default_factory=MLR1DataLoader.Config)
+        """The data engine of the stage (kind) and its settings."""
+        loss: MLR1Loss.Config = field(default_factory=MLR1Loss.Config)
+        """Training loss."""
+        activation_checkpoint: MLR1ActivationCheckpoint.Config = field(default_factory=MLR1ActivationCheckpoint.Config)
+        """Activation checkpointing policy (mode) and its settings."""
+        checkpoint: MLR1CheckpointManager.Config = field(default_factory=MLR1CheckpointManager.Config)
+        """DCP checkpoints; last_save_in_hf writes a complete HF folder."""
+        validator: Validator.Config = field(default_factory=_default_validator)
+        """Held-out evaluation during training; its dataloader takes the same settings as [dataloader]."""
+
+        def __post_init__(self) -> None:
+            self.model_spec = self.model.build_spec()
+            self.loss.vocab_size = self.model_spec.model.vocab_size
+            self.checkpoint.hf_max_position_embeddings = self.model.shape().max_seq_len
+            # torchtitan's checks read the activation-checkpointing policy from its config type.
+            ac = self.activation_checkpoint
+            self.activation_checkpoint = ac.policy()
+            try:
+                Trainer.Config.__post_init__(self)
+            finally:
+                self.activation_checkpoint = ac
 
     def __init__(self, config: Config):
         install_cpu_device_layer()
@@ -84,7 +89,46 @@ class MLR1Trainer(Trainer):
             summary = getattr(self.dataloader, "mix_summary", None)
             if summary is not None:
                 logger.info(f"data step {step}: {summary()}")
-            log(step, global_avg_loss, global_max_loss, grad_norm,
-                extra_metrics={**(extra_metrics or {}), **data_metrics})
+            log(
+                step,
+                global_avg_loss,
+                global_max_loss,
+                grad_norm,
+                extra_metrics={**(extra_metrics or {}), **data_metrics},
+            )
 
         self.metrics_processor.log = log_with_data_metrics
+
+
+def _data_parallel_degree(config: MLR1Trainer.Config) -> int:
+    p = config.parallelism
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    non_dp = p.tensor_parallel_degree * p.pipeline_parallel_degree * p.context_parallel_degree
+    return max(1, world // non_dp)
+
+
+def _global_batch_size(config: MLR1Trainer.Config) -> int:
+    if config.training.global_batch_size > 0:
+        return config.training.global_batch_size
+    return config.training.local_batch_size * _data_parallel_degree(config)
+
+
+def resolve_schedule(config: MLR1Trainer.Config) -> None:
+    """Fill ``training.steps`` from the chat data's epochs; tell a phase-scheduled mixture loader how
+    many batches make one optimizer step."""
+    local = config.training.local_batch_size * _data_parallel_degree(config)
+    config.dataloader.mixture.batches_per_step = max(1, _global_batch_size(config) // local)
+    if config.training.steps > 0:
+        return
+    data = config.dataloader.selected()
+    if not isinstance(data, ChatDataLoader.Config) or data.epochs is None:
+        raise ValueError(
+            f"training.steps is {config.training.steps}: set it, or use dataloader.kind = chat with "
+            "dataloader.chat.epochs so that the step count is derived from the data"
+        )
+    tokenizer = config.tokenizer.build(tokenizer_path=config.hf_assets_path)
+    steps, report = derive_steps(
+        data, tokenizer, seq_len=config.training.seq_len, global_batch_size=_global_batch_size(config)
+    )
+    logger.info(report)
+    config.training.steps = steps

@@ -14,10 +14,10 @@ from torchtitan.components.tokenizer import HuggingFaceTokenizer
 from transformers import AutoTokenizer
 
 import mlr1_titan.tokenizer as tokenizer_module
+from mlr1_titan.llama3_vocab import llama3_special_tokens
 from mlr1_titan.tokenizer import (
     Llama3Tokenizer,
     default_tokenizer_file,
-    llama3_special_tokens,
     save_hf_tokenizer,
 )
 
@@ -57,7 +57,7 @@ CORPUS = [
     "for (int i = 0; i < n; ++i) { sum += a[i] * b[i]; }  // C++",
     "const f = async (x) => { await fetch(`/api/${x}`); };",
     '{"key": [1, 2.5, null, true], "nested": {"a": "b"}}',
-    "<html><body><p class=\"x\">Hi &amp; bye</p></body></html>",
+    '<html><body><p class="x">Hi &amp; bye</p></body></html>',
     "SELECT id, name FROM users WHERE age >= 18 ORDER BY name DESC;",
     "https://example.com/path?query=1&lang=en#fragment",
     "user@example.org, +1 (555) 123-4567",
@@ -255,9 +255,10 @@ def test_chat_template_travels_with_the_hf_folder(json_tokenizer, transformers_t
     messages = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
     rendered = json_tokenizer.apply_chat_template(messages)
     assert rendered == transformers_tokenizer.apply_chat_template(messages, tokenize=False)
-    assert json_tokenizer.encode(rendered, allowed_special="all") == transformers_tokenizer(
-        rendered, add_special_tokens=False
-    )["input_ids"]
+    assert (
+        json_tokenizer.encode(rendered, allowed_special="all")
+        == transformers_tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    )
 
 
 def test_long_text_ids_equal_unsplit_encoding(tokenizer, transformers_tokenizer, monkeypatch):
@@ -374,7 +375,7 @@ def test_ids_match_transformers_own_tiktoken_converter(tokenizer):
     """Independent of our converter: transformers' TikTokenConverter, from the same tiktoken file."""
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
-    from mlr1_titan.tokenizer import PRETOKENIZE_REGEX, llama3_special_tokens
+    from mlr1_titan.tokenizer import PRETOKENIZE_REGEX
 
     reference = TikTokenConverter(
         vocab_file=str(default_tokenizer_file()),

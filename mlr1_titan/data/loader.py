@@ -3,16 +3,18 @@
 Drop it into `Trainer.Config(dataloader=MixtureDataLoader.Config(mix="pretrain_phase1"))`; torchtitan
 builds it with `dp_world_size, dp_rank, tokenizer, seq_len, local_batch_size, snapshot_every_n_steps`.
 Batches are `({"input": [B, L] int64, "positions": [B, L] int64}, labels [B, L] int64)`.
-Call `mix_metrics()` / `mix_summary()` at log steps for the realized mix. (The `dataset` and
-`dataset_path` fields inherited from torchtitan's `BaseDataLoader.Config` are not used.)
+Call `mix_metrics()` / `mix_summary()` at log steps for the realized mix. The `dataset` and
+`dataset_path` fields inherited from torchtitan's `BaseDataLoader.Config` have no use here and are
+hidden from the command line and from TOML files.
 """
 
 from __future__ import annotations
 
 import pickle
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
+import tyro
 from torchtitan.components.dataloader import ParallelAwareDataloader
 from torchtitan.components.tokenizer import BaseTokenizer
 
@@ -24,14 +26,20 @@ from mlr1_titan.data.mixture_dataset import MixtureDataset
 class MixtureDataLoader(ParallelAwareDataloader):
     @dataclass(kw_only=True, slots=True)
     class Config(ParallelAwareDataloader.Config):
+        dataset: Annotated[str, tyro.conf.Suppress] = ""
+        """Unused (torchtitan's HF text loaders)."""
+
+        dataset_path: Annotated[str | None, tyro.conf.Suppress] = None
+        """Unused (torchtitan's HF text loaders)."""
+
         mix: str = "pretrain_phase1"
         """Mix to train on: a data_mix/ name (file stem) or a path to a mix TOML. Ignored when `phases` is set."""
 
         phases: list[str] = field(default_factory=list)
         """Mix schedule, e.g. ["pretrain_phase1", "pretrain_phase2@500000"] (CLI: comma-separated): MIX@N is used once N optimizer steps are done."""
 
-        batches_per_step: int = 1
-        """Dataloader batches per optimizer step (gradient accumulation x PP microbatches); turns phase steps into batches."""
+        batches_per_step: Annotated[int, tyro.conf.Suppress] = 1
+        """Derived by the trainer: batches per optimizer step (gradient accumulation); turns phase steps into batches."""
 
         seed: int = 0
         """Seed of every document order (per source and epoch). Must stay the same across a resume."""

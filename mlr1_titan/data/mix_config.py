@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlr1_titan.resources import mix_search_dirs
+
 SOURCE_KINDS = ("hub", "local", "shards")
 
 _SOURCE_KEYS = {
@@ -40,8 +42,6 @@ _SOURCE_KEYS = {
 _TOP_KEYS = {"name", "description", "tokens", "defaults", "sources", "groups"}
 _GROUP_KEYS = {"weight", "description"}
 _DEFAULTABLE = {"kind", "split", "text_fields", "separator", "config", "revision"}
-
-MIX_DIR_ENV = "MLR1_DATA_MIX_DIR"
 
 
 class MixError(ValueError):
@@ -109,9 +109,7 @@ class MixSpec:
         return tuple(s for s in self.sources if s.weight > 0)
 
     def fingerprint(self) -> str:
-        blob = json.dumps(
-            [(s.name, s.source_hash(), round(s.weight, 12)) for s in self.sources]
-        ).encode()
+        blob = json.dumps([(s.name, s.source_hash(), round(s.weight, 12)) for s in self.sources]).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -127,29 +125,29 @@ class Phase:
 # Locating a mix by name
 
 
-def mix_search_dirs() -> list[Path]:
-    dirs = [Path(p) for p in os.environ.get(MIX_DIR_ENV, "").split(os.pathsep) if p]
-    dirs.append(Path(__file__).resolve().parents[2] / "data_mix")  # the repo's data_mix/
-    dirs.append(Path.cwd() / "data_mix")
-    return dirs
-
-
 def resolve_mix_path(name_or_path: str) -> Path:
-    """`pretrain_phase2` -> data_mix/pretrain_phase2.toml; an existing path is used as is."""
+    """`pretrain_phase2` (or `pretrain_phase2.toml`) -> data_mix/pretrain_phase2.toml.
+
+    A path that exists is used as is; a bare file name that does not exist here is looked up in the
+    mix folders ($MLR1_DATA_MIX_DIR, the shipped data_mix/, ./data_mix) like a name.
+    """
     candidate = Path(os.path.expanduser(name_or_path))
-    if candidate.suffix == ".toml" or os.sep in name_or_path:
-        if candidate.is_file():
-            return candidate
-        raise MixError(f"mix file not found: {name_or_path}")
+    if candidate.is_file():
+        return candidate
     searched = mix_search_dirs()
+    bare = os.sep not in name_or_path
+    if candidate.suffix == ".toml" and not bare:
+        raise MixError(f"mix file not found: {name_or_path} (resolved: {candidate.resolve()})")
+    stem = candidate.stem if candidate.suffix == ".toml" else name_or_path
     for d in searched:
-        p = d / f"{name_or_path}.toml"
+        p = d / f"{stem}.toml"
         if p.is_file():
             return p
     known = sorted({p.stem for d in searched if d.is_dir() for p in d.glob("*.toml")})
+    looked = [str(Path.cwd() / name_or_path)] if candidate.suffix == ".toml" else []
+    looked += [str(d / f"{stem}.toml") for d in searched]
     raise MixError(
-        f"unknown mix '{name_or_path}': no {name_or_path}.toml in "
-        f"{', '.join(str(d) for d in searched)}. Known mixes: {', '.join(known) or '(none)'}"
+        f"unknown mix '{name_or_path}': looked for {', '.join(looked)}. Known mixes: {', '.join(known) or '(none)'}"
     )
 
 
@@ -269,9 +267,18 @@ def parse_mix(raw: dict[str, Any], *, file: str = "<mix>") -> MixSpec:
                 raise MixError(f"{where}: '{key}' must be a string, got {e[key]!r}")
         parsed.append(
             dict(
-                name=sname, kind=kind, path=paths, weight=weight, share=share, group=group,
-                config=e.get("config"), split=e.get("split", "train"), data_dir=e.get("data_dir"),
-                data_files=data_files, revision=e.get("revision"), text_fields=text_fields,
+                name=sname,
+                kind=kind,
+                path=paths,
+                weight=weight,
+                share=share,
+                group=group,
+                config=e.get("config"),
+                split=e.get("split", "train"),
+                data_dir=e.get("data_dir"),
+                data_files=data_files,
+                revision=e.get("revision"),
+                text_fields=text_fields,
                 separator=e.get("separator", "\n\n"),
             )
         )
@@ -286,16 +293,17 @@ def parse_mix(raw: dict[str, Any], *, file: str = "<mix>") -> MixSpec:
         for p in members:
             p["weight"] = gweight * p["share"] / total_share if total_share > 0 else 0.0
 
-    sources = tuple(
-        SourceSpec(mix_file=file, **{k: v for k, v in p.items() if k != "share"}) for p in parsed
-    )
+    sources = tuple(SourceSpec(mix_file=file, **{k: v for k, v in p.items() if k != "share"}) for p in parsed)
     if sum(s.weight for s in sources) <= 0:
         raise MixError(f"{file}: all source weights are zero; at least one source needs weight > 0")
     budget = raw.get("tokens")
     if budget is not None and (not isinstance(budget, int) or budget <= 0):
         raise MixError(f"{file}: 'tokens' must be a positive integer, got {budget!r}")
     return MixSpec(
-        name=name, file=file, sources=sources, description=raw.get("description", ""),
+        name=name,
+        file=file,
+        sources=sources,
+        description=raw.get("description", ""),
         budget_tokens=budget,
     )
 
@@ -320,8 +328,7 @@ def parse_phases(mix: str, phases: list[str]) -> list[Phase]:
             raise MixError(f"phase #1 {item!r} must start at step 0 (write it without '@')")
         if out and start <= out[-1].start_step:
             raise MixError(
-                f"phase #{i + 1} {item!r}: steps must increase "
-                f"(previous phase starts at {out[-1].start_step})"
+                f"phase #{i + 1} {item!r}: steps must increase (previous phase starts at {out[-1].start_step})"
             )
         out.append(Phase(load_mix(name), start))
     # A source name must mean the same data in every phase: its read position carries over.

@@ -44,24 +44,24 @@ class MixMeter:
         """One row per source: the current phase's sources first (in mix order), then the rest."""
         mix_name, targets = self.phases[self.phase]
         phase_total = max(int(self.phase_tokens.sum()), 1)
-        order = [self.names.index(n) for n in targets] + [
-            i for i, n in enumerate(self.names) if n not in targets
-        ]
+        order = [self.names.index(n) for n in targets] + [i for i, n in enumerate(self.names) if n not in targets]
         out = []
         for i in order:
             name = self.names[i]
             target = targets.get(name, 0.0)
             realized = float(self.phase_tokens[i]) / phase_total
-            out.append({
-                "source": name,
-                "target": target,
-                "realized": realized,
-                "delta_pp": 100.0 * (realized - target),
-                "tokens": int(self.tokens[i]),
-                "phase_tokens": int(self.phase_tokens[i]),
-                "documents": int(self.docs[i]),
-                "epoch": int(self.epochs[i]),
-            })
+            out.append(
+                {
+                    "source": name,
+                    "target": target,
+                    "realized": realized,
+                    "delta_pp": 100.0 * (realized - target),
+                    "tokens": int(self.tokens[i]),
+                    "phase_tokens": int(self.phase_tokens[i]),
+                    "documents": int(self.docs[i]),
+                    "epoch": int(self.epochs[i]),
+                }
+            )
         return out
 
     def metrics(self, prefix: str = "data") -> dict[str, float]:
@@ -78,10 +78,11 @@ class MixMeter:
     def summary(self, max_sources: int = 8) -> str:
         """One console line, largest targets first: `mix m (realized/target): web 54.80%/54.84% e0 | ...`."""
         mix_name, _ = self.phases[self.phase]
-        rows = sorted((r for r in self.rows() if r["target"] > 0 or r["phase_tokens"] > 0),
-                      key=lambda r: -r["target"])
-        parts = [f"{r['source']} {100 * r['realized']:.2f}%/{100 * r['target']:.2f}% e{r['epoch']}"
-                 for r in rows[:max_sources]]
+        rows = sorted((r for r in self.rows() if r["target"] > 0 or r["phase_tokens"] > 0), key=lambda r: -r["target"])
+        parts = [
+            f"{r['source']} {100 * r['realized']:.2f}%/{100 * r['target']:.2f}% e{r['epoch']}"
+            for r in rows[:max_sources]
+        ]
         more = f" | +{len(rows) - max_sources} more" if len(rows) > max_sources else ""
         return f"mix {mix_name} (realized/target): " + " | ".join(parts) + more
 
@@ -103,15 +104,27 @@ class MixMeter:
 
     def to_json(self) -> str:
         mix_name, _ = self.phases[self.phase]
-        return json.dumps({"mix": mix_name, "phase": self.phase, "batches": self.batches,
-                           "tokens": int(self.phase_tokens.sum()), "sources": self.rows()}, indent=2)
+        return json.dumps(
+            {
+                "mix": mix_name,
+                "phase": self.phase,
+                "batches": self.batches,
+                "tokens": int(self.phase_tokens.sum()),
+                "sources": self.rows(),
+            },
+            indent=2,
+        )
 
     # -- checkpointing ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
-            "names": self.names, "tokens": self.tokens.tolist(), "docs": self.docs.tolist(),
-            "phase_tokens": self.phase_tokens.tolist(), "epochs": self.epochs.tolist(),
-            "phase": self.phase, "batches": self.batches,
+            "names": self.names,
+            "tokens": self.tokens.tolist(),
+            "docs": self.docs.tolist(),
+            "phase_tokens": self.phase_tokens.tolist(),
+            "epochs": self.epochs.tolist(),
+            "phase": self.phase,
+            "batches": self.batches,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

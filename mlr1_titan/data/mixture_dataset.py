@@ -55,8 +55,9 @@ class MixtureDataset(IterableDataset, Stateful):
         infinite: bool = True,
     ):
         if seq_len < 1 or batch_size < 1 or batches_per_step < 1:
-            raise ValueError(f"seq_len, batch_size, batches_per_step must be >= 1 "
-                             f"(got {seq_len}, {batch_size}, {batches_per_step})")
+            raise ValueError(
+                f"seq_len, batch_size, batches_per_step must be >= 1 (got {seq_len}, {batch_size}, {batches_per_step})"
+            )
         if not 0 <= dp_rank < dp_world_size:
             raise ValueError(f"dp_rank {dp_rank} not in [0, {dp_world_size})")
         self.phases = phases
@@ -120,12 +121,19 @@ class MixtureDataset(IterableDataset, Stateful):
         self._readers = {}
         for name, plan in self.plans.items():
             if isinstance(plan, ShardPlan):
-                self._readers[name] = ShardReader(plan, seed=self.seed, rank=self._reader_rank,
-                                                  world=self._reader_world, verify=self.verify_checksums)
+                self._readers[name] = ShardReader(
+                    plan, seed=self.seed, rank=self._reader_rank, world=self._reader_world, verify=self.verify_checksums
+                )
             else:
-                self._readers[name] = TextReader(plan, self.tokenizer, seed=self.seed, rank=self._reader_rank,
-                                                 world=self._reader_world, block=self.shuffle_block,
-                                                 shuffle_buffer=self.hub_shuffle_buffer)
+                self._readers[name] = TextReader(
+                    plan,
+                    self.tokenizer,
+                    seed=self.seed,
+                    rank=self._reader_rank,
+                    world=self._reader_world,
+                    block=self.shuffle_block,
+                    shuffle_buffer=self.hub_shuffle_buffer,
+                )
         if self._loaded_state is not None:
             state, self._loaded_state = self._loaded_state, None
             self._apply_state(state)
@@ -219,14 +227,25 @@ class MixtureDataset(IterableDataset, Stateful):
         if self._readers is None:  # never iterated here: report what was loaded (or the start)
             if self._loaded_state is not None:
                 return self._loaded_state
-            return {"version": STATE_VERSION, "seed": self.seed, "batch": 0, "phase": 0,
-                    "reader_world": None, "sampler": {}, "readers": {}, "pending": None,
-                    "mixes": [ph.mix.fingerprint() for ph in self.phases]}
+            return {
+                "version": STATE_VERSION,
+                "seed": self.seed,
+                "batch": 0,
+                "phase": 0,
+                "reader_world": None,
+                "sampler": {},
+                "readers": {},
+                "pending": None,
+                "mixes": [ph.mix.fingerprint() for ph in self.phases],
+            }
         pending = None
         if self._doc is not None:
             epoch, cursor = self._doc_before
-            pending = {"source": self.source_names[self._doc_src],
-                       "before": {"epoch": epoch, "cursor": cursor}, "offset": self._doc_off}
+            pending = {
+                "source": self.source_names[self._doc_src],
+                "before": {"epoch": epoch, "cursor": cursor},
+                "offset": self._doc_off,
+            }
         return {
             "version": STATE_VERSION,
             "seed": self.seed,
@@ -264,8 +283,10 @@ class MixtureDataset(IterableDataset, Stateful):
         saved_mixes = state.get("mixes", [])
         current = [ph.mix.fingerprint() for ph in self.phases]
         if saved_mixes != current:
-            logger.warning("data: the mix schedule changed since this checkpoint; sources keep their "
-                           "read positions by name, weights apply from now on")
+            logger.warning(
+                "data: the mix schedule changed since this checkpoint; sources keep their "
+                "read positions by name, weights apply from now on"
+            )
         self._batch, self._phase = int(state["batch"]), int(state["phase"])
         self._sampler = self._make_sampler(self._phase)
         dropped = self._sampler.load_state(state["sampler"])

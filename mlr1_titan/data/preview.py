@@ -9,6 +9,7 @@ from typing import Any
 from mlr1_titan.data.mix_config import MixSpec, Phase
 from mlr1_titan.data.mix_metrics import MIX_PHASE_KEY, MIX_STATS_KEY, MixMeter
 from mlr1_titan.data.mixture_dataset import MixtureDataset
+from mlr1_titan.data.shards import ShardPlan
 
 
 def preview_mix(
@@ -25,8 +26,15 @@ def preview_mix(
     hub_mirror: str | None = None,
 ) -> tuple[MixMeter, dict[str, Any]]:
     dataset = MixtureDataset(
-        [Phase(mix, 0)], tokenizer=tokenizer, seq_len=seq_len, batch_size=batch_size, seed=seed,
-        dp_rank=dp_rank, dp_world_size=dp_world_size, shards_root=shards_root, hub_mirror=hub_mirror,
+        [Phase(mix, 0)],
+        tokenizer=tokenizer,
+        seq_len=seq_len,
+        batch_size=batch_size,
+        seed=seed,
+        dp_rank=dp_rank,
+        dp_world_size=dp_world_size,
+        shards_root=shards_root,
+        hub_mirror=hub_mirror,
     )
     meter = MixMeter(dataset.source_names, [(mix.name, mix.targets())])
     start = time.perf_counter()
@@ -38,17 +46,23 @@ def preview_mix(
             break
     elapsed = time.perf_counter() - start
     info = {
-        "mix": mix.name, "file": mix.file, "tokens_drawn": drawn, "seconds": round(elapsed, 3),
+        "mix": mix.name,
+        "file": mix.file,
+        "tokens_drawn": drawn,
+        "seconds": round(elapsed, 3),
         "tokens_per_second": round(drawn / elapsed) if elapsed > 0 else None,
-        "budget_tokens": mix.budget_tokens, "seq_len": seq_len, "batch_size": batch_size,
-        "seed": seed, "dp_rank": dp_rank, "dp_world_size": dp_world_size,
-        "sources_by_kind": {k: sorted(n for n, p in dataset.plans.items() if _kind(p) == k)
-                            for k in ("shards", "local", "hub")},
+        "budget_tokens": mix.budget_tokens,
+        "seq_len": seq_len,
+        "batch_size": batch_size,
+        "seed": seed,
+        "dp_rank": dp_rank,
+        "dp_world_size": dp_world_size,
+        "sources_by_kind": {
+            k: sorted(n for n, p in dataset.plans.items() if _kind(p) == k) for k in ("shards", "local", "hub")
+        },
     }
     return meter, info
 
 
 def _kind(plan) -> str:
-    from mlr1_titan.data.shards import ShardPlan
-
     return "shards" if isinstance(plan, ShardPlan) else plan.spec.kind

@@ -47,14 +47,6 @@ except ImportError:  # pragma: no cover - fallback when xxhash is absent
         return hashlib.blake2b(digest_size=8)
 
 
-def file_checksum(path: str, chunk: int = 1 << 24) -> str:
-    h = new_hasher()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 # ------------------------------------------------------------------------------------------------
 # Tokenizer identity
 
@@ -125,14 +117,16 @@ class ShardWriter:
         ih.update(index)
         os.replace(self._tmp_bin, os.path.join(self.directory, self.stem + ".bin"))
         os.replace(idx_path + ".tmp", idx_path)
-        self.records.append({
-            "tokens_file": self.stem + ".bin",
-            "index_file": self.stem + ".idx",
-            "num_tokens": self._tokens,
-            "num_documents": len(self._offsets) - 1,
-            "tokens_checksum": self._hash.hexdigest(),
-            "index_checksum": ih.hexdigest(),
-        })
+        self.records.append(
+            {
+                "tokens_file": self.stem + ".bin",
+                "index_file": self.stem + ".idx",
+                "num_tokens": self._tokens,
+                "num_documents": len(self._offsets) - 1,
+                "tokens_checksum": self._hash.hexdigest(),
+                "index_checksum": ih.hexdigest(),
+            }
+        )
 
     def close(self) -> list[dict[str, Any]]:
         if len(self._offsets) > 1:

@@ -22,7 +22,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -39,18 +39,6 @@ def stable_int(text: str) -> int:
 
 def seeded_rng(seed: int, name: str, *extra: int) -> np.random.Generator:
     return np.random.default_rng([seed & 0xFFFFFFFFFFFFFFFF, stable_int(name), *extra])
-
-
-class DocumentReader(Protocol):
-    epoch: int
-
-    def next_doc(self) -> np.ndarray: ...
-
-    def position(self) -> tuple[int, int]: ...  # (epoch, cursor), cheap
-
-    def state(self) -> dict[str, int]: ...
-
-    def load_state(self, state: dict[str, int]) -> None: ...
 
 
 # ------------------------------------------------------------------------------------------------
@@ -128,9 +116,7 @@ def resolve_local_files(spec: SourceSpec) -> list[str]:
     for pattern in spec.path:
         matched = [p for p in globlib.glob(pattern, recursive=True) if os.path.isfile(p)]
         if not matched:
-            raise DataSourceError(
-                f"source '{spec.name}' ({spec.mix_file}): path '{pattern}' matches no files"
-            )
+            raise DataSourceError(f"source '{spec.name}' ({spec.mix_file}): path '{pattern}' matches no files")
         files.update(matched)
     for f in files:
         if not f.endswith(LOCAL_SUFFIXES):
@@ -155,7 +141,7 @@ def jsonl_blocks(path: str, block: int) -> Iterator[list[tuple[int, bytes]]]:
 
 
 def parquet_blocks(path: str, block: int, spec: SourceSpec) -> Iterator[Any]:
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # deferred: only parquet sources need pyarrow
 
     pf = pq.ParquetFile(path)
     columns = pf.schema_arrow.names
@@ -173,8 +159,15 @@ def parquet_blocks(path: str, block: int, spec: SourceSpec) -> Iterator[Any]:
 
 
 def iter_local_records(
-    spec: SourceSpec, files: list[str], *, epoch: int, seed: int, rank: int, world: int,
-    skip: int, block: int,
+    spec: SourceSpec,
+    files: list[str],
+    *,
+    epoch: int,
+    seed: int,
+    rank: int,
+    world: int,
+    skip: int,
+    block: int,
 ) -> Iterator[tuple[dict, str]]:
     """Records of `rank`'s share of epoch `epoch`, after skipping its first `skip` records.
 
@@ -228,7 +221,7 @@ def resolve_hub_path(spec: SourceSpec, hub_mirror: str | None) -> str:
 
 def open_hub_stream(spec: SourceSpec, path: str):
     """`datasets.load_dataset(..., streaming=True)` for a hub source, with a clear error."""
-    from datasets import load_dataset
+    from datasets import load_dataset  # deferred: importing datasets takes seconds; local runs never need it
 
     kwargs: dict[str, Any] = {"split": spec.split, "streaming": True}
     if spec.config:
@@ -249,10 +242,17 @@ def open_hub_stream(spec: SourceSpec, path: str):
 
 
 def iter_hub_records(
-    spec: SourceSpec, path: str, *, epoch: int, seed: int, rank: int, world: int, skip: int,
+    spec: SourceSpec,
+    path: str,
+    *,
+    epoch: int,
+    seed: int,
+    rank: int,
+    world: int,
+    skip: int,
     shuffle_buffer: int,
 ) -> Iterator[tuple[dict, str]]:
-    from datasets.distributed import split_dataset_by_node
+    from datasets.distributed import split_dataset_by_node  # deferred, as above
 
     ds = open_hub_stream(spec, path)
     if shuffle_buffer > 1:
@@ -294,13 +294,23 @@ class TextPlan:
     files: tuple[str, ...] = ()  # local
     hub_path: str = ""  # hub
 
-    def records(self, *, epoch: int, seed: int, rank: int, world: int, skip: int,
-                block: int, shuffle_buffer: int) -> Iterator[tuple[dict, str]]:
+    def records(
+        self, *, epoch: int, seed: int, rank: int, world: int, skip: int, block: int, shuffle_buffer: int
+    ) -> Iterator[tuple[dict, str]]:
         if self.spec.kind == "local":
-            return iter_local_records(self.spec, list(self.files), epoch=epoch, seed=seed,
-                                      rank=rank, world=world, skip=skip, block=block)
-        return iter_hub_records(self.spec, self.hub_path, epoch=epoch, seed=seed, rank=rank,
-                                world=world, skip=skip, shuffle_buffer=shuffle_buffer)
+            return iter_local_records(
+                self.spec, list(self.files), epoch=epoch, seed=seed, rank=rank, world=world, skip=skip, block=block
+            )
+        return iter_hub_records(
+            self.spec,
+            self.hub_path,
+            epoch=epoch,
+            seed=seed,
+            rank=rank,
+            world=world,
+            skip=skip,
+            shuffle_buffer=shuffle_buffer,
+        )
 
 
 def plan_text_source(spec: SourceSpec, hub_mirror: str | None) -> TextPlan:
@@ -325,8 +335,17 @@ def plan_text_source(spec: SourceSpec, hub_mirror: str | None) -> TextPlan:
 class TextReader:
     """Tokenizes a text source on the fly. State = (epoch, records consumed by this reader)."""
 
-    def __init__(self, plan: TextPlan, tokenizer, *, seed: int, rank: int, world: int,
-                 block: int = 4096, shuffle_buffer: int = 10_000):
+    def __init__(
+        self,
+        plan: TextPlan,
+        tokenizer,
+        *,
+        seed: int,
+        rank: int,
+        world: int,
+        block: int = 4096,
+        shuffle_buffer: int = 10_000,
+    ):
         self.plan, self.spec = plan, plan.spec
         self.tokenizer = tokenizer
         self.seed, self.rank, self.world = seed, rank, world
@@ -351,8 +370,13 @@ class TextReader:
             if self._it is None:
                 self._fresh_epoch_docs = 0 if self.consumed == 0 else -1
                 self._it = self.plan.records(
-                    epoch=self.epoch, seed=self.seed, rank=self.rank, world=self.world,
-                    skip=self.consumed, block=self.block, shuffle_buffer=self.shuffle_buffer,
+                    epoch=self.epoch,
+                    seed=self.seed,
+                    rank=self.rank,
+                    world=self.world,
+                    skip=self.consumed,
+                    block=self.block,
+                    shuffle_buffer=self.shuffle_buffer,
                 )
             try:
                 row, where = next(self._it)

@@ -22,16 +22,27 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from mlr1_titan.data.mix_config import MixSpec, SourceSpec
 from mlr1_titan.data.shards import (
-    CHECKSUM, FORMAT, FORMAT_VERSION, MANIFEST, OFFSET_DTYPE, TOKEN_DTYPE, ShardWriter,
+    CHECKSUM,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    OFFSET_DTYPE,
+    TOKEN_DTYPE,
+    ShardWriter,
     tokenizer_fingerprint,
 )
 from mlr1_titan.data.sources import (
-    DataSourceError, hub_rows, open_hub_stream, parquet_blocks, render_text, resolve_hub_path,
+    DataSourceError,
+    hub_rows,
+    open_hub_stream,
+    parquet_blocks,
+    render_text,
+    resolve_hub_path,
     resolve_local_files,
 )
 
@@ -55,7 +66,7 @@ def plan_units(spec: SourceSpec, hub_mirror: str | None) -> list[Unit]:
         units = []
         for i, path in enumerate(resolve_local_files(spec)):
             if path.endswith(".parquet"):
-                import pyarrow.parquet as pq
+                import pyarrow.parquet as pq  # deferred: only parquet sources need pyarrow
 
                 size = pq.ParquetFile(path).metadata.num_rows
             else:
@@ -69,8 +80,11 @@ def plan_units(spec: SourceSpec, hub_mirror: str | None) -> list[Unit]:
     raise DataSourceError(f"source '{spec.name}': kind '{spec.kind}' is already tokenized")
 
 
-def iter_unit_records(spec: SourceSpec, unit: Unit, hub_mirror: str | None,
-                      ) -> Iterator[tuple[dict, tuple, int]]:
+def iter_unit_records(
+    spec: SourceSpec,
+    unit: Unit,
+    hub_mirror: str | None,
+) -> Iterator[tuple[dict, tuple, int]]:
     """(record, location, progress) in input order; progress is in the unit's `size` units and
     `location` becomes text (`describe(location)`) only when an error needs it."""
     if spec.kind == "local":
@@ -122,8 +136,15 @@ def _unit_record_path(source_dir: str, unit: Unit) -> str:
     return os.path.join(source_dir, "units", f"u{unit.index:05d}.json")
 
 
-def tokenize_unit(spec: SourceSpec, unit: Unit, source_dir: str, shard_tokens: int,
-                  hub_mirror: str | None, tokenizer=None, report=None) -> dict[str, Any]:
+def tokenize_unit(
+    spec: SourceSpec,
+    unit: Unit,
+    source_dir: str,
+    shard_tokens: int,
+    hub_mirror: str | None,
+    tokenizer=None,
+    report=None,
+) -> dict[str, Any]:
     tokenizer = tokenizer or _worker_tokenizer
     report = report or (lambda *msg: _worker_queue.put(msg) if _worker_queue is not None else None)
     prefix = f"u{unit.index:05d}"
@@ -152,8 +173,7 @@ def tokenize_unit(spec: SourceSpec, unit: Unit, source_dir: str, shard_tokens: i
             report("progress", unit.source, unit.index, docs - last_docs, tokens - last_tokens, progress)
             last_docs, last_tokens, last_report = docs, tokens, time.monotonic()
     shards = writer.close()
-    record = {"unit": asdict(unit), "documents": docs, "tokens": tokens, "skipped_empty": empty,
-              "shards": shards}
+    record = {"unit": asdict(unit), "documents": docs, "tokens": tokens, "skipped_empty": empty, "shards": shards}
     path = _unit_record_path(source_dir, unit)
     with open(path + ".tmp", "w") as f:
         json.dump(record, f)
@@ -175,9 +195,12 @@ def _unit_done(source_dir: str, unit: Unit) -> dict[str, Any] | None:
     for s in record["shards"]:  # a finished unit whose files were damaged is redone
         tok = os.path.join(source_dir, s["tokens_file"])
         idx = os.path.join(source_dir, s["index_file"])
-        if (not os.path.isfile(tok) or os.path.getsize(tok) != s["num_tokens"] * TOKEN_DTYPE.itemsize
-                or not os.path.isfile(idx)
-                or os.path.getsize(idx) != (s["num_documents"] + 1) * OFFSET_DTYPE.itemsize):
+        if (
+            not os.path.isfile(tok)
+            or os.path.getsize(tok) != s["num_tokens"] * TOKEN_DTYPE.itemsize
+            or not os.path.isfile(idx)
+            or os.path.getsize(idx) != (s["num_documents"] + 1) * OFFSET_DTYPE.itemsize
+        ):
             os.remove(path)
             return None
     return record
@@ -229,7 +252,8 @@ class _Progress:
             f"[tokenize] {100 * f:5.1f}% | units {len(self.done)}/{self.total_units} | "
             f"{self.tokens / 1e6:,.1f}M tokens | {rate / 1e6:.2f}M tok/s | {self.docs:,} docs | "
             f"elapsed {_hms(elapsed)} | ETA {_hms(eta)}",
-            file=self.stream, flush=True,
+            file=self.stream,
+            flush=True,
         )
 
 
@@ -242,8 +266,13 @@ def _hms(seconds: float) -> str:
 
 def _prepare_source_dir(spec: SourceSpec, source_dir: str, units: list[Unit], tok_info: dict) -> None:
     os.makedirs(os.path.join(source_dir, "units"), exist_ok=True)
-    pin = {"source": spec.name, "identity": spec.identity(), "hash": spec.source_hash(),
-           "tokenizer": tok_info, "units": [u.label for u in units]}
+    pin = {
+        "source": spec.name,
+        "identity": spec.identity(),
+        "hash": spec.source_hash(),
+        "tokenizer": tok_info,
+        "units": [u.label for u in units],
+    }
     path = os.path.join(source_dir, "source.json")
     if os.path.isfile(path):
         with open(path) as f:
@@ -273,7 +302,10 @@ def _prepare_source_dir(spec: SourceSpec, source_dir: str, units: list[Unit], to
 def _write_manifest(spec: SourceSpec, source_dir: str, records: list[dict], tok_info: dict) -> dict:
     shards = [s for r in sorted(records, key=lambda r: r["unit"]["index"]) for s in r["shards"]]
     manifest = {
-        "format": FORMAT, "version": FORMAT_VERSION, "dtype": "uint32", "offsets_dtype": "uint64",
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "dtype": "uint32",
+        "offsets_dtype": "uint64",
         "checksum": CHECKSUM,
         "source": {"name": spec.name, "identity": spec.identity(), "hash": spec.source_hash()},
         "tokenizer": tok_info,
@@ -281,7 +313,7 @@ def _write_manifest(spec: SourceSpec, source_dir: str, records: list[dict], tok_
         "tokens": sum(r["tokens"] for r in records),
         "skipped_empty": sum(r["skipped_empty"] for r in records),
         "shards": shards,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "created_by": "mlr1 tokenize",
     }
     if manifest["documents"] == 0:
@@ -347,23 +379,35 @@ def tokenize_mix(
     all_units = [u for us in plans.values() for u in us]
     already = {(name, rec["unit"]["index"]) for name, recs in finished.items() for rec in recs}
     progress = _Progress(all_units, already, progress_interval, stream)
-    print(f"[tokenize] {len(chosen)} source(s), {len(all_units)} unit(s), {len(todo)} to do, "
-          f"{min(workers, max(len(todo), 1))} worker(s) -> {out_dir}", file=stream, flush=True)
+    print(
+        f"[tokenize] {len(chosen)} source(s), {len(all_units)} unit(s), {len(todo)} to do, "
+        f"{min(workers, max(len(todo), 1))} worker(s) -> {out_dir}",
+        file=stream,
+        flush=True,
+    )
 
     if todo and workers <= 1:
         for spec, unit in todo:
-            rec = tokenize_unit(spec, unit, os.path.join(out_dir, spec.name), shard_tokens, hub_mirror,
-                                tokenizer=tokenizer,
-                                report=lambda *m: (progress.update(*m), progress.maybe_print()))
+            rec = tokenize_unit(
+                spec,
+                unit,
+                os.path.join(out_dir, spec.name),
+                shard_tokens,
+                hub_mirror,
+                tokenizer=tokenizer,
+                report=lambda *m: (progress.update(*m), progress.maybe_print()),
+            )
             finished[spec.name].append(rec)
     elif todo:
         ctx = mp.get_context("fork" if sys.platform == "linux" else "spawn")
         q = ctx.Queue()
-        with ctx.Pool(min(workers, len(todo)), initializer=_init_worker,
-                      initargs=(tokenizer_factory, q)) as pool:
-            pending = [pool.apply_async(_tokenize_unit_task,
-                                        ((spec, u, os.path.join(out_dir, spec.name), shard_tokens, hub_mirror),))
-                       for spec, u in todo]
+        with ctx.Pool(min(workers, len(todo)), initializer=_init_worker, initargs=(tokenizer_factory, q)) as pool:
+            pending = [
+                pool.apply_async(
+                    _tokenize_unit_task, ((spec, u, os.path.join(out_dir, spec.name), shard_tokens, hub_mirror),)
+                )
+                for spec, u in todo
+            ]
             while pending:
                 try:
                     while True:
@@ -385,9 +429,11 @@ def tokenize_mix(
 
     manifests = {}
     for spec in chosen:
-        manifests[spec.name] = _write_manifest(spec, os.path.join(out_dir, spec.name),
-                                               finished[spec.name], tok_info)
+        manifests[spec.name] = _write_manifest(spec, os.path.join(out_dir, spec.name), finished[spec.name], tok_info)
         m = manifests[spec.name]
-        print(f"[tokenize] {spec.name}: {m['documents']:,} documents, {m['tokens']:,} tokens, "
-              f"{len(m['shards'])} shard(s)", file=stream)
+        print(
+            f"[tokenize] {spec.name}: {m['documents']:,} documents, {m['tokens']:,} tokens, "
+            f"{len(m['shards'])} shard(s)",
+            file=stream,
+        )
     return manifests

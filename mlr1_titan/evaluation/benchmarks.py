@@ -51,19 +51,11 @@ class BenchmarkSource:
 SOURCES: dict[str, BenchmarkSource] = {
     s.key: s
     for s in (
-        BenchmarkSource(
-            "aime24", "HuggingFaceH4/aime_2024", "2fe88a2f1091d5048c0f36abc874fb997b3dd99a", "train"
-        ),
+        BenchmarkSource("aime24", "HuggingFaceH4/aime_2024", "2fe88a2f1091d5048c0f36abc874fb997b3dd99a", "train"),
         BenchmarkSource("aime25", "math-ai/aime25", "563bb8404243c5f09de6ec262f2db674fe5bce9b", "test"),
-        BenchmarkSource(
-            "math500", "HuggingFaceH4/MATH-500", "6e4ed1a2a79af7d8630a6b768ec859cb5af4d3be", "test"
-        ),
-        BenchmarkSource(
-            "gsm8k", "openai/gsm8k", "740312add88f781978c0658806c59bc2815b9866", "test", config="main"
-        ),
-        BenchmarkSource(
-            "humaneval_plus", "evalplus/humanevalplus", "d32357cf319e50e9c8d8dab5ea876c72b0fd321b", "test"
-        ),
+        BenchmarkSource("math500", "HuggingFaceH4/MATH-500", "6e4ed1a2a79af7d8630a6b768ec859cb5af4d3be", "test"),
+        BenchmarkSource("gsm8k", "openai/gsm8k", "740312add88f781978c0658806c59bc2815b9866", "test", config="main"),
+        BenchmarkSource("humaneval_plus", "evalplus/humanevalplus", "d32357cf319e50e9c8d8dab5ea876c72b0fd321b", "test"),
         BenchmarkSource("mbpp_plus", "evalplus/mbppplus", "b2d74c91837c3f2a20c1299ae98133cbe7cfa077", "test"),
         # release_v6 = test.jsonl .. test6.jsonl (1055 problems, May 2023 - Apr 2025). The repo ships
         # a loading script, which datasets>=4 refuses, so the raw jsonl files are read directly.
@@ -84,7 +76,7 @@ SOURCES: dict[str, BenchmarkSource] = {
     )
 }
 
-# The paper does not state its LiveCodeBench-v6 window (reference §4.1, NOT FOUND). Default: problems
+# The paper does not state its LiveCodeBench-v6 window (paper_facts §4.1, NOT FOUND). Default: problems
 # dated Aug 2024 - Apr 2025, the window other small reasoning-model reports label "LCB v6".
 LCB_DEFAULT_START = "2024-08-01"
 LCB_DEFAULT_END = "2025-05-01"
@@ -167,9 +159,7 @@ def options_from_metadata(metadata: dict[str, Any]) -> EvalOptions:
     prefill = metadata.get("think_prefilled", "auto")
     if prefill == "auto" or prefill is None:
         model_path = metadata.get("tokenizer") or metadata.get("pretrained")
-        values["think_prefilled"] = (
-            detect_think_prefill(str(model_path)) if model_path else defaults.think_prefilled
-        )
+        values["think_prefilled"] = detect_think_prefill(str(model_path)) if model_path else defaults.think_prefilled
     else:
         values["think_prefilled"] = _parse_bool("think_prefilled", prefill)
     options = EvalOptions(**values)
@@ -191,7 +181,7 @@ def detect_think_prefill(model_path: str) -> bool:
     result = False
     if Path(model_path).is_dir():
         try:
-            from transformers import AutoTokenizer
+            from transformers import AutoTokenizer  # deferred: heavy, only for local checkpoints
 
             tok = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
             rendered = tok.apply_chat_template(
@@ -246,7 +236,7 @@ def load_rows(key: str, data_dir: Path | None) -> list[dict]:
                 f"({', '.join(f'{k}.jsonl' for k in SOURCES)}); `mlr1 eval-data DIR` writes them"
             )
         return read_jsonl(path)
-    import datasets
+    import datasets  # deferred: only hub downloads need it
 
     if source.data_files:
         files = [f"hf://datasets/{source.hub_id}@{source.revision}/{name}" for name in source.data_files]
@@ -295,9 +285,7 @@ def math_docs(key: str, rows: list[dict], options: EvalOptions) -> list[dict]:
         _require(row, ("problem", "answer"), where)
         ident = row.get("unique_id", row.get("id"))
         r1_id = str(ident) if ident is not None else str(i)
-        docs.append(
-            _doc(key, r1_id, _math_prompt(row["problem"], options), str(row["answer"]).strip(), options)
-        )
+        docs.append(_doc(key, r1_id, _math_prompt(row["problem"], options), str(row["answer"]).strip(), options))
     return docs
 
 
@@ -350,12 +338,8 @@ def decode_lcb_tests(field: str, where: str) -> list[dict]:
             blob = zlib.decompress(base64.b64decode(field))
             tests = json.loads(_PlainDataUnpickler(io.BytesIO(blob)).load())
         except Exception as err:
-            raise ValueError(
-                f"{where}: test cases are neither JSON nor base64/zlib/pickle JSON ({err})"
-            ) from None
-    if not isinstance(tests, list) or not all(
-        isinstance(t, dict) and {"input", "output"} <= t.keys() for t in tests
-    ):
+            raise ValueError(f"{where}: test cases are neither JSON nor base64/zlib/pickle JSON ({err})") from None
+    if not isinstance(tests, list) or not all(isinstance(t, dict) and {"input", "output"} <= t.keys() for t in tests):
         raise ValueError(f"{where}: expected a list of {{input, output, testtype}} objects")
     return tests
 
@@ -380,9 +364,7 @@ def livecodebench_docs(rows: list[dict], options: EvalOptions) -> list[dict]:
         )
         if not start <= _contest_date(row, where) < end:
             continue
-        tests = decode_lcb_tests(row["public_test_cases"], where) + decode_lcb_tests(
-            row["private_test_cases"], where
-        )
+        tests = decode_lcb_tests(row["public_test_cases"], where) + decode_lcb_tests(row["private_test_cases"], where)
         if not tests:
             raise ValueError(f"{where}: no test cases")
         style = "functional" if tests[0].get("testtype") == "functional" else "stdin"

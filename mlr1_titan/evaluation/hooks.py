@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import sys
 
+from tqdm import tqdm
+
 from . import benchmarks
 from .benchmarks import TEST_STORE, EvalOptions
 from .code_answers import JOB_BUILDERS, extract_code
@@ -28,7 +30,7 @@ _MAX_WALL_FACTOR = 10
 
 def _loader(key: str):
     def load(**metadata):
-        import datasets
+        import datasets  # deferred: only a task that is run needs its data
 
         docs = benchmarks.build_docs(key, metadata)
         return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
@@ -48,8 +50,6 @@ load_livecodebench = _loader("livecodebench")
 
 
 def _progress(total: int, desc: str):
-    from tqdm import tqdm
-
     return tqdm(total=total, desc=desc, unit="sample", disable=total < 2, file=sys.stderr)
 
 
@@ -74,9 +74,7 @@ def grade_math(resps: list[list[str]], docs: list[dict]) -> list[list[dict]]:
                     "judged_by": None,
                 }
                 if found is not None:
-                    record.update(
-                        answer=found.text, method=found.method, vote_key=normalize_answer(found.text)
-                    )
+                    record.update(answer=found.text, method=found.method, vote_key=normalize_answer(found.text))
                     if record["vote_key"] == normalize_answer(gold):
                         record.update(correct=True, judged_by="exact")
                     else:
@@ -108,9 +106,7 @@ def grade_code(resps: list[list[str]], docs: list[dict]) -> list[list[dict]]:
     for samples, doc in zip(resps, docs, strict=True):
         key = (doc["r1_benchmark"], doc["r1_id"])
         if key not in TEST_STORE:
-            raise KeyError(
-                f"no tests loaded for {key[0]} problem {key[1]!r}: docs must come from load_{key[0]}"
-            )
+            raise KeyError(f"no tests loaded for {key[0]} problem {key[1]!r}: docs must come from load_{key[0]}")
         records = []
         for completion in samples:
             split = split_reasoning(completion, think_prefilled=options.think_prefilled)
@@ -129,9 +125,7 @@ def grade_code(resps: list[list[str]], docs: list[dict]) -> list[list[dict]]:
                 if slot not in job_index:
                     job = JOB_BUILDERS[key[0]](TEST_STORE[key], code)
                     if job.tests:
-                        wall = min(
-                            limits.test_timeout_s * (len(job.tests) + 1), _MAX_WALL_FACTOR * limits.wall_s
-                        )
+                        wall = min(limits.test_timeout_s * (len(job.tests) + 1), _MAX_WALL_FACTOR * limits.wall_s)
                         job = dataclasses.replace(job, wall_s=max(wall, limits.wall_s))
                     job_index[slot] = len(jobs)
                     jobs.append(job)

@@ -1,6 +1,6 @@
 """Final-answer extraction for math benchmarks, in the order the paper's harness uses.
 
-MobileLLM-R1's released math eval (a fork of the Qwen2.5-Math harness, reference §4.1) takes the
+MobileLLM-R1's released math eval (a fork of the Qwen2.5-Math harness, paper_facts §4.1) takes the
 content of the last brace-matched ``\\boxed{...}``; failing that, the text after "the answer is" /
 "final answer is"; failing that, the last number. We apply the same order to the *final answer*
 only (text after ``</think>``, see ``reasoning.py``); equivalence is then judged by math-verify.

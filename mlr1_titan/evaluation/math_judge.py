@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import select
 import subprocess
@@ -151,8 +152,7 @@ def _close_judges() -> None:
 
 def _serve() -> None:
     """Worker loop: one JSON request per stdin line, one JSON verdict per stdout line."""
-    import logging
-
+    # deferred: only the worker process loads math-verify (sympy, antlr: seconds)
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
     logging.disable(logging.WARNING)  # "timeout is disabled" notices: the parent enforces it

@@ -24,15 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlr1_titan.resources import eval_tasks_dir
+
 from .report import markdown_table
 from .sandbox import probe_features
 
 log = logging.getLogger(__name__)
 
-# The include path: the checkout's eval_tasks/ (override with MLR1_EVAL_TASKS_DIR or --include-path).
-EVAL_TASKS_DIR = Path(
-    os.environ.get("MLR1_EVAL_TASKS_DIR", Path(__file__).resolve().parents[2] / "eval_tasks")
-)
+# The include path: the shipped eval_tasks/ (override with MLR1_EVAL_TASKS_DIR or --include-path).
+EVAL_TASKS_DIR = Path(os.environ.get("MLR1_EVAL_TASKS_DIR", eval_tasks_dir()))
 CODE_TASKS = ("r1_humaneval_plus", "r1_mbpp_plus", "r1_livecodebench")
 # Room for the prompt on top of the generation budget (max_model_len / max_length).
 PROMPT_MARGIN_TOKENS = 2048
@@ -80,9 +80,7 @@ def parse_samples(spec: str | None) -> dict[str, int]:
             targets = (name,)
         else:
             known = ", ".join(["all", *SAMPLE_ALIASES])
-            raise ValueError(
-                f"--samples entry {item!r}: unknown name {name!r} (use a task name or one of {known})"
-            )
+            raise ValueError(f"--samples entry {item!r}: unknown name {name!r} (use a task name or one of {known})")
         for target in targets:
             out[target] = count
     return out
@@ -108,13 +106,9 @@ def choose_backend(requested: str) -> str:
     has_vllm = importlib.util.find_spec("vllm") is not None
     backend = ("vllm" if has_vllm else "hf") if requested == "auto" else requested
     if backend == "vllm" and not has_vllm:
-        raise RuntimeError(
-            "--backend vllm: vllm is not installed (pip install 'lm-eval[vllm]'), or use --backend hf"
-        )
+        raise RuntimeError("--backend vllm: vllm is not installed (pip install 'lm-eval[vllm]'), or use --backend hf")
     if backend == "hf" and importlib.util.find_spec("accelerate") is None:
-        raise RuntimeError(
-            "the hf backend of lm-eval needs accelerate: pip install 'lm-eval[hf]' (or accelerate)"
-        )
+        raise RuntimeError("the hf backend of lm-eval needs accelerate: pip install 'lm-eval[hf]' (or accelerate)")
     return backend
 
 
@@ -149,7 +143,7 @@ def _check_tokenizer(model: str, backend: str) -> None:
     ``</think>`` must be plain text there."""
     if not Path(model).is_dir():
         return  # hub id: the backend loads (and checks) it
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # deferred: heavy, only for local checkpoints
 
     tok = AutoTokenizer.from_pretrained(model, local_files_only=True)
     if not getattr(tok, "chat_template", None):
@@ -177,13 +171,11 @@ def _model_args(request: EvalRequest, backend: str) -> dict[str, Any]:
 
 def _task_manager(request: EvalRequest, metadata: dict[str, Any]):
     """Index the r1 tasks and check the requested names (cheap: nothing is loaded yet)."""
-    from lm_eval.tasks import TaskManager
+    from lm_eval.tasks import TaskManager  # deferred: lm-eval loads in seconds
 
     include = Path(request.include_path)
     if not (include / "r1_reasoning.yaml").is_file():
-        raise FileNotFoundError(
-            f"{include} is not the r1 task folder (no r1_reasoning.yaml); pass --include-path"
-        )
+        raise FileNotFoundError(f"{include} is not the r1 task folder (no r1_reasoning.yaml); pass --include-path")
     manager = TaskManager(include_path=str(include), include_defaults=False, metadata=metadata)
     known = set(manager.all_tasks)
     available = ", ".join(sorted(n for n in known if n.startswith("r1_")))
@@ -217,7 +209,7 @@ def run_evaluation(request: EvalRequest, lm=None) -> dict[str, Any]:
     """Evaluate and write ``results.json``, ``results.md`` and ``samples_<task>.jsonl`` into
     ``request.output_dir``. ``lm``: an lm-eval ``LM`` instance to use instead of a backend
     (tests use a scripted one). Returns lm-eval's results dict (without samples)."""
-    import lm_eval
+    import lm_eval  # deferred: lm-eval loads in seconds
     import lm_eval.models  # noqa: F401  registers the built-in backends even if a custom LM was registered first
     from lm_eval.utils import handle_non_serializable
 
@@ -258,9 +250,7 @@ def run_evaluation(request: EvalRequest, lm=None) -> dict[str, Any]:
         gen_kwargs={"max_gen_toks": request.max_gen_toks},
         limit=request.limit,
         log_samples=request.log_samples,
-        batch_size=request.batch_size
-        if request.batch_size is not None
-        else ("auto" if backend == "vllm" else 1),
+        batch_size=request.batch_size if request.batch_size is not None else ("auto" if backend == "vllm" else 1),
         device=request.device,
         random_seed=request.seed,
         numpy_random_seed=request.seed,

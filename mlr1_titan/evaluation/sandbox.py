@@ -18,6 +18,7 @@ Results never depend on the evaluator's working directory: every path here is ab
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import functools
 import json
@@ -33,6 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from tqdm import tqdm
 
 BOOT_SCRIPT = Path(__file__).with_name("sandbox_boot.py").resolve()
 NOBODY_UID = NOBODY_GID = 65534
@@ -102,8 +105,6 @@ class SandboxFeatures:
 
 
 def _landlock_abi() -> int:
-    import ctypes
-
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         abi = libc.syscall(444, None, ctypes.c_size_t(0), 1)  # landlock_create_ruleset(VERSION)
@@ -351,9 +352,7 @@ class Sandbox:
                 **common,
             )
         if timed_out:
-            return SandboxResult(
-                "timeout", 0, total, f"killed after {limits.wall_s:.0f}s wall clock", **common
-            )
+            return SandboxResult("timeout", 0, total, f"killed after {limits.wall_s:.0f}s wall clock", **common)
         if proc.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
             # The CPU-time limit is a time limit too: which one fires first depends on machine load.
             return SandboxResult("timeout", 0, total, _describe_exit(proc.returncode), **common)
@@ -369,8 +368,6 @@ class Sandbox:
         if not jobs:
             return []
         workers = max(1, workers or os.cpu_count() or 1)
-        from tqdm import tqdm
-
         with (
             ThreadPoolExecutor(max_workers=workers) as pool,
             tqdm(

@@ -326,9 +326,7 @@ def run_program(job: dict) -> dict:
     """The candidate plus its test code as one ``__main__`` program; passes if it runs to the end."""
     try:
         code = compile(job["source"], "<candidate>", "exec")
-        _run_timed(
-            lambda: exec(code, {"__name__": "__main__", "__builtins__": builtins}), job["limits"]["wall_s"]
-        )
+        _run_timed(lambda: exec(code, {"__name__": "__main__", "__builtins__": builtins}), job["limits"]["wall_s"])
     except _TestTimeout:
         return _report("timeout", 0, 1, "time limit exceeded")
     except SystemExit as err:
@@ -357,9 +355,7 @@ def run_stdio_tests(job: dict, workdir: str) -> dict:
         _fresh_stdio(in_path, out_path)
         failure = None
         try:
-            _run_timed(
-                lambda: exec(code, {"__name__": "__main__", "__builtins__": builtins}), job["test_timeout_s"]
-            )
+            _run_timed(lambda: exec(code, {"__name__": "__main__", "__builtins__": builtins}), job["test_timeout_s"])
         except _TestTimeout:
             failure = ("timeout", f"test {i}: time limit exceeded")
         except SystemExit as err:
@@ -405,9 +401,7 @@ def run_call_tests(job: dict, workdir: str) -> dict:
         except json.JSONDecodeError as err:
             return _report("sandbox_error", i, len(tests), f"test {i} is not JSON: {err}")
         try:
-            result = _run_timed(
-                lambda args=args: getattr(solution_cls(), method_name)(*args), job["test_timeout_s"]
-            )
+            result = _run_timed(lambda args=args: getattr(solution_cls(), method_name)(*args), job["test_timeout_s"])
         except _TestTimeout:
             return _report("timeout", i, len(tests), f"test {i}: time limit exceeded")
         except BaseException as err:

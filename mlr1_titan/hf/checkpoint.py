@@ -11,9 +11,8 @@ Two changes to ``torchtitan.components.checkpointer.CheckpointManager``:
 * Every DCP ``step-N`` folder gets ``mlr1_model.toml``: the model shape and stage (rope_theta,
   context), which the tensors alone do not tell; ``mlr1 export-hf`` reads it.
 
-Wired in by ``mlr1_titan.toml_config`` (``checkpoint=MLR1CheckpointManager.Config(...)``), so every
-``--checkpoint.*`` flag and ``[checkpoint]`` table key of torchtitan still applies, plus the three
-``hf_*`` fields below.
+``MLR1Trainer.Config.checkpoint`` is this class's config, so every ``--checkpoint.*`` flag and
+``[checkpoint]`` table key of torchtitan still applies, plus the ``hf_*`` fields below.
 """
 
 from __future__ import annotations
@@ -22,14 +21,18 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch.distributed as dist
+import tyro
 from torchtitan.components.checkpointer import CheckpointManager
 from torchtitan.tools import filesystem
 from torchtitan.tools.logging import logger
 
+from mlr1_titan.tokenizer import Llama3Tokenizer
+
 from .config import describe_flavor
+from .export import complete_hf_folder, load_tokenizer, resolve_chat_template
 from .shapes import MODEL_TOML_NAME, flavor_from_model_config, model_toml_text
 
 
@@ -46,12 +49,11 @@ class MLR1CheckpointManager(CheckpointManager):
         resume never mistakes it for a DCP checkpoint."""
 
         hf_chat_template: str | None = None
-        """Jinja chat template for the HF export's tokenizer_config.json; None: the SFT template
-        (mlr1_titan/sft/chat_template.jinja) if present, else the tokenizer's own."""
+        """Jinja chat template file for the HF export's tokenizer_config.json; None: the SFT template."""
 
-        hf_max_position_embeddings: int | None = None
-        """config.json max_position_embeddings (the stage's context). The TOML loader sets it to the
-        [model] max_seq_len; None: the RoPE length the model was built with."""
+        hf_max_position_embeddings: Annotated[int | None, tyro.conf.Suppress] = None
+        """config.json max_position_embeddings (the stage's context): derived from the model settings
+        by the trainer config; None: the RoPE length the model was built with."""
 
     def __init__(self, config: Config, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
@@ -132,24 +134,14 @@ class MLR1CheckpointManager(CheckpointManager):
         return result
 
     def _complete_hf_folder(self, hf_dir: Path) -> None:
-        from .export import complete_hf_folder, load_tokenizer, resolve_chat_template
-
         shutil.rmtree(hf_dir / "sharded", ignore_errors=True)
         if self._flavor is None:
             logger.warning(f"HF export at {hf_dir}: model shape unknown, config.json and tokenizer not written")
             return
-        tokenizer = load_tokenizer(self._tokenizer if _is_llama3(self._tokenizer) else None)
-        template, template_source = resolve_chat_template(self.hf_chat_template, tokenizer)
-        complete_hf_folder(
-            hf_dir, self._flavor, dtype=self.export_dtype, tokenizer=tokenizer, chat_template=template
-        )
+        tokenizer = load_tokenizer(self._tokenizer if isinstance(self._tokenizer, Llama3Tokenizer) else None)
+        template, template_source = resolve_chat_template(self.hf_chat_template)
+        complete_hf_folder(hf_dir, self._flavor, dtype=self.export_dtype, tokenizer=tokenizer, chat_template=template)
         logger.info(
             f"HF export: {hf_dir} is a complete transformers folder ({describe_flavor(self._flavor)}; "
             f"{str(self.export_dtype).removeprefix('torch.')}; chat template: {template_source})"
         )
-
-
-def _is_llama3(tokenizer) -> bool:
-    from mlr1_titan.tokenizer import Llama3Tokenizer
-
-    return isinstance(tokenizer, Llama3Tokenizer)

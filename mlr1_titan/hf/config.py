@@ -1,7 +1,7 @@
 """The JSON side of a MobileLLM-R1 Hugging Face folder, and the way back to an ``MLR1Flavor``.
 
 ``hf_config_dict(flavor)`` is the ``config.json`` of a dense ``Llama4ForCausalLM`` (``llama4_text``)
-that computes what our model computes (reference ``mobilellm_r1.md`` §1.2): QK-norm on, every layer
+that computes what our model computes (paper_facts §1.2): QK-norm on, every layer
 with RoPE (``no_rope_layers`` all 1), no MoE layers, tied embeddings, plain causal attention.
 ``flavor_from_hf_config`` reads such a file back and refuses, naming the field, any setting our
 model cannot reproduce (NoPE layers, MoE, RoPE scaling, biases, ...).
@@ -14,13 +14,13 @@ by transformers 4.5x and 5.x and by vLLM alike: both ``rope_theta`` (4.x, vLLM) 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mlr1_titan.llama3_vocab import BOS_ID, END_OF_TEXT_ID, EOM_ID, EOM_TOKEN, EOT_ID, PAD_ID
 from mlr1_titan.model.flavors import MLR1_FLAVORS, MLR1Flavor
 
 HF_ARCHITECTURE = "Llama4ForCausalLM"
@@ -30,12 +30,6 @@ HF_MODEL_TYPE = "llama4_text"
 GENERATION_TEMPERATURE = 0.6
 GENERATION_TOP_P = 0.95
 
-# Llama-3 special-token ids (mlr1_titan.tokenizer): used when no tokenizer is at hand.
-LLAMA3_BOS_ID = 128_000
-LLAMA3_END_OF_TEXT_ID = 128_001
-LLAMA3_EOM_ID = 128_008
-LLAMA3_EOT_ID = 128_009
-LLAMA3_PAD_ID = 128_004
 
 SHAPE_FIELDS = ("n_layers", "dim", "n_heads", "n_kv_heads", "ffn_hidden_dim", "head_dim", "vocab_size")
 """The MLR1Flavor fields that decide tensor shapes (the others are numerics of the stage)."""
@@ -55,22 +49,22 @@ class HFInteropError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class SpecialTokenIds:
-    bos: int = LLAMA3_BOS_ID
-    end_of_text: int = LLAMA3_END_OF_TEXT_ID
-    eom: int = LLAMA3_EOM_ID
-    eot: int = LLAMA3_EOT_ID
-    pad: int = LLAMA3_PAD_ID
+    bos: int = BOS_ID
+    end_of_text: int = END_OF_TEXT_ID
+    eom: int = EOM_ID
+    eot: int = EOT_ID
+    pad: int = PAD_ID
 
     @classmethod
     def of(cls, tokenizer) -> "SpecialTokenIds":
         """The ids of a ``Llama3Tokenizer`` (falls back to the Llama-3 defaults for missing names)."""
         special = getattr(tokenizer, "special_tokens", {}) or {}
         return cls(
-            bos=getattr(tokenizer, "bos_id", LLAMA3_BOS_ID),
-            end_of_text=getattr(tokenizer, "eos_id", LLAMA3_END_OF_TEXT_ID),
-            eom=special.get("<|eom_id|>", LLAMA3_EOM_ID),
-            eot=getattr(tokenizer, "eot_id", LLAMA3_EOT_ID),
-            pad=getattr(tokenizer, "pad_id", LLAMA3_PAD_ID),
+            bos=getattr(tokenizer, "bos_id", BOS_ID),
+            end_of_text=getattr(tokenizer, "eos_id", END_OF_TEXT_ID),
+            eom=special.get(EOM_TOKEN, EOM_ID),
+            eot=getattr(tokenizer, "eot_id", EOT_ID),
+            pad=getattr(tokenizer, "pad_id", PAD_ID),
         )
 
 
@@ -101,7 +95,7 @@ def hf_config_dict(
     """``config.json`` of the HF ``Llama4ForCausalLM`` equal to ``flavor``.
 
     ``max_position_embeddings`` is the stage's context (``flavor.max_seq_len``: 4096 for base
-    models, 32768 for post-trained ones, whose ``rope_theta`` is 8x larger, reference §1.3).
+    models, 32768 for post-trained ones, whose ``rope_theta`` is 8x larger, paper_facts §1.3).
     """
     f = flavor
     return {

@@ -19,18 +19,19 @@ from pathlib import Path
 
 import torch
 
-import mlr1_titan
 from mlr1_titan.model.flavors import MLR1Flavor
+from mlr1_titan.resources import chat_template_file
+from mlr1_titan.tokenizer import Llama3Tokenizer, save_hf_tokenizer
 
 from .config import (
-    Log,
-    print_progress,
     HFInteropError,
+    Log,
     SpecialTokenIds,
     describe_flavor,
     generation_config_dict,
     hf_config_dict,
     named_flavor,
+    print_progress,
     write_json,
 )
 from .dcp_io import DCPCheckpoint, resolve_dcp_dir
@@ -50,21 +51,22 @@ from .shapes import (
     MODEL_TOML_NAME,
     check_shapes,
     detect_flavor,
-    flavor_from_config_name,
     flavor_from_model_toml,
     hf_write_order,
     titan_shapes,
     titan_to_hf_names,
 )
 
-SFT_CHAT_TEMPLATE = Path(mlr1_titan.__file__).resolve().parent / "sft" / "chat_template.jinja"
-"""The canonical chat template (written by the SFT stage); exports use it by default when it exists."""
-
 DEFAULT_MAX_SHARD_SIZE = "5GB"
-HF_FOLDER_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                   "special_tokens_map.json", "chat_template.jinja", INDEX_FILE)
-
-
+HF_FOLDER_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    INDEX_FILE,
+)
 
 
 @dataclass
@@ -91,19 +93,19 @@ def resolve_flavor(
     ckpt_dir: Path,
     shapes: dict[str, tuple[int, ...]],
     *,
-    config: str | None = None,
+    flavor: MLR1Flavor | None = None,
+    flavor_source: str = "the given model shape",
     head_dim: int | None = None,
     rope_theta: float | None = None,
     max_position_embeddings: int | None = None,
 ) -> tuple[MLR1Flavor, str]:
-    """The model shape of a checkpoint: --config, else its mlr1_model.toml, else detected from shapes.
+    """The model shape of a checkpoint: ``flavor`` if given, else its mlr1_model.toml, else detected.
 
     ``head_dim`` is only needed for detection (no tensor carries it; 64 is assumed).
     """
     model_toml = ckpt_dir / MODEL_TOML_NAME
-    if config:
-        flavor, path = flavor_from_config_name(config)
-        source = f"model config {path}"
+    if flavor is not None:
+        source = flavor_source
     elif model_toml.is_file():
         flavor = flavor_from_model_toml(model_toml)
         source = f"{model_toml}"
@@ -125,46 +127,26 @@ def resolve_flavor(
     return (flavor.replace(**overrides) if overrides else flavor), source
 
 
-def _config_tokenizer_path(config: str | None) -> str | None:
-    if not config:
-        return None
-    from mlr1_titan.toml_config import read_config_file, resolve_config_path
-
-    path = resolve_config_path(config)
-    return read_config_file(path).get("tokenizer", {}).get("path")
-
-
-def load_tokenizer(tokenizer=None, config: str | None = None):
-    """A Llama3Tokenizer: the given one / path, else the model config's [tokenizer] path, else Llama-3's."""
-    from mlr1_titan.tokenizer import Llama3Tokenizer
-
+def load_tokenizer(tokenizer=None) -> Llama3Tokenizer:
+    """A Llama3Tokenizer: the given one, or one from the given path, else Llama-3's."""
     if isinstance(tokenizer, Llama3Tokenizer):
         return tokenizer
-    path = str(tokenizer) if tokenizer else _config_tokenizer_path(config)
+    path = str(tokenizer) if tokenizer else None
     try:
         return Llama3Tokenizer(Llama3Tokenizer.Config(path=path))
     except (OSError, ValueError) as err:
         raise HFInteropError(f"tokenizer {path or '(Llama-3 default)'}: {err}") from None
 
 
-def resolve_chat_template(chat_template: str | Path | bool | None, tokenizer) -> tuple[str | None, str]:
-    """(template text or None, what it is). ``False``: none; a path: that file; ``None``: the default."""
+def resolve_chat_template(chat_template: str | Path | bool | None) -> tuple[str | None, str]:
+    """(template text or None, what it is). ``False``: none; a path: that file; ``None``: the SFT template."""
     if chat_template is False:
         return None, "none (disabled)"
-    if chat_template not in (None, True):
-        path = Path(chat_template)
-        if not path.is_file():
-            raise HFInteropError(f"chat template file not found: {path}")
-        return path.read_text(encoding="utf-8"), str(path)
-    if SFT_CHAT_TEMPLATE.is_file():
-        return SFT_CHAT_TEMPLATE.read_text(encoding="utf-8"), f"{SFT_CHAT_TEMPLATE} (the SFT template)"
-    own = getattr(tokenizer, "chat_template", None)
-    if own:
-        return own, f"the tokenizer's own (next to {tokenizer.tokenizer_file})"
-    return None, (
-        f"none written ({SFT_CHAT_TEMPLATE.relative_to(SFT_CHAT_TEMPLATE.parents[2])} does not exist; "
-        "pass --chat-template PATH)"
-    )
+    path = chat_template_file() if chat_template in (None, True) else Path(chat_template)
+    if not path.is_file():
+        raise HFInteropError(f"chat template file not found: {path}")
+    label = f"{path} (the SFT template)" if chat_template in (None, True) else str(path)
+    return path.read_text(encoding="utf-8"), label
 
 
 def check_vocab(flavor: MLR1Flavor, tokenizer, where: str, tensor: str) -> None:
@@ -220,8 +202,6 @@ def complete_hf_folder(
     chat_template: str | None,
 ) -> list[str]:
     """Write config.json, generation_config.json and the tokenizer files next to the weights."""
-    from mlr1_titan.tokenizer import save_hf_tokenizer
-
     ids = SpecialTokenIds.of(tokenizer)
     write_json(out_dir / "config.json", hf_config_dict(flavor, dtype=dtype_name(dtype), token_ids=ids))
     write_json(out_dir / "generation_config.json", generation_config_dict(ids))
@@ -267,7 +247,8 @@ def export_hf(
     checkpoint: str | Path,
     out_dir: str | Path,
     *,
-    config: str | None = None,
+    flavor: MLR1Flavor | None = None,
+    flavor_source: str = "the given model shape",
     dtype: str = "float32",
     tokenizer=None,
     chat_template: str | Path | bool | None = None,
@@ -281,8 +262,9 @@ def export_hf(
 ) -> ExportResult:
     """Convert a DCP checkpoint (``checkpoint/step-N`` or its parent) into an HF folder at ``out_dir``.
 
-    ``config`` (name or TOML) gives the shape and stage (rope_theta, context); without it the
-    checkpoint's ``mlr1_model.toml`` is used, else the shape is detected from the tensors.
+    ``flavor`` (e.g. a model config's, with ``flavor_source`` naming it) gives the shape and stage
+    (rope_theta, context); without it the checkpoint's ``mlr1_model.toml`` is used, else the shape is
+    detected from the tensors. ``tokenizer``: a Llama3Tokenizer or a path; None: Llama-3's.
     ``dtype``: float32 (default, as torchtitan's ``checkpoint.export_dtype``), bfloat16 or float16.
     ``chat_template``: a Jinja file, ``False`` for none, ``None`` for the SFT template if it exists.
     """
@@ -296,29 +278,35 @@ def export_hf(
     ckpt = DCPCheckpoint(ckpt_dir)
 
     flavor, flavor_source = resolve_flavor(
-        ckpt_dir, ckpt.shapes, config=config, head_dim=head_dim,
-        rope_theta=rope_theta, max_position_embeddings=max_position_embeddings,
+        ckpt_dir,
+        ckpt.shapes,
+        flavor=flavor,
+        flavor_source=flavor_source,
+        head_dim=head_dim,
+        rope_theta=rope_theta,
+        max_position_embeddings=max_position_embeddings,
     )
     expected = titan_shapes(flavor)
     check_shapes(
-        expected, ckpt.shapes, where=f"checkpoint {ckpt_dir}",
+        expected,
+        ckpt.shapes,
+        where=f"checkpoint {ckpt_dir}",
         expected_from=f"the model shape ({flavor_source})",
         optional=("lm_head.weight", "tok_embeddings.weight"),
     )
     embed_source = "tok_embeddings.weight" if "tok_embeddings.weight" in ckpt.tensors else "lm_head.weight"
     if embed_source not in ckpt.tensors:
         raise HFInteropError(f"{ckpt_dir}: neither tok_embeddings.weight nor lm_head.weight is stored")
-    tok = load_tokenizer(tokenizer, config)
+    tok = load_tokenizer(tokenizer)
     check_vocab(flavor, tok, f"checkpoint {ckpt_dir}", embed_source)
-    template, template_source = resolve_chat_template(chat_template, tok)
+    template, template_source = resolve_chat_template(chat_template)
     prepare_out_dir(out_dir, overwrite)
 
     titan_to_hf = titan_to_hf_names(flavor)
     hf_to_titan = {hf: titan for titan, hf in titan_to_hf.items()}
     hf_to_titan["model.embed_tokens.weight"] = embed_source
     entries = [
-        TensorEntry(name, out_dtype, tuple(expected[hf_to_titan[name]]))
-        for name in hf_write_order(list(hf_to_titan))
+        TensorEntry(name, out_dtype, tuple(expected[hf_to_titan[name]])) for name in hf_write_order(list(hf_to_titan))
     ]
     shards = plan_shards(entries, max_shard_bytes)
     file_names = shard_file_names(len(shards))
@@ -340,7 +328,9 @@ def export_hf(
     try:
         for file_name, shard in zip(file_names, shards, strict=True):
             size = write_safetensors(
-                out_dir / file_name, shard, _cast_stream(ckpt, shard, hf_to_titan, check_tie),
+                out_dir / file_name,
+                shard,
+                _cast_stream(ckpt, shard, hf_to_titan, check_tie),
                 on_tensor=lambda entry, f=file_name: progress.advance(entry.nbytes, f),
             )
             progress.advance(0, f"{file_name} done", force=True)

@@ -15,16 +15,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from tokenizers import Tokenizer
 
+from mlr1_titan.llama3_vocab import VOCAB_SIZE
 from mlr1_titan.model.flavors import MLR1Flavor
+from mlr1_titan.model.state_dict_adapter import MLR1StateDictAdapter
+from mlr1_titan.resources import config_search_dirs, model_configs_dir
 
 from .config import (
-    Log,
-    print_progress,
     HFInteropError,
+    Log,
     describe_flavor,
     flavor_from_hf_config,
     named_flavor,
+    print_progress,
     read_hf_config,
 )
 from .dcp_io import METADATA_FILE, save_dcp
@@ -33,15 +38,11 @@ from .shapes import (
     MODEL_TOML_NAME,
     check_flavor_matches,
     check_shapes,
-    flavor_from_config_name,
     hf_shapes,
     model_config,
     model_toml_text,
     titan_shapes,
 )
-
-LLAMA3_VOCAB = 128_256
-
 
 
 @dataclass
@@ -56,28 +57,24 @@ class ImportResult:
     model_toml: Path
 
 
-def _recipe_for(flavor: MLR1Flavor) -> str | None:
-    """The repo's recipe TOML for this size (mlr1_950m.toml ...), else the base pre-training recipe."""
-    from mlr1_titan.toml_config import REPO_ROOT, available_configs
-
+def _recipe_for(flavor: MLR1Flavor) -> Path:
+    """The shipped recipe TOML of this size (mlr1_950m.toml ...), else the base pre-training recipe."""
     name = named_flavor(flavor)
-    configs = available_configs()
-    if name and f"mlr1_{name.lower()}" in configs:
-        return str(configs[f"mlr1_{name.lower()}"])
-    base = REPO_ROOT / "model_configs" / "base" / "pretrain.toml"
-    return str(base) if base.is_file() else None
+    for directory in config_search_dirs() if name else ():
+        recipe = directory / f"mlr1_{name.lower()}.toml"
+        if recipe.is_file():
+            return recipe
+    return model_configs_dir() / "base" / "pretrain.toml"
 
 
 def _tokenizer_vocab(hf_dir: Path) -> tuple[int, str]:
     path = hf_dir / "tokenizer.json"
     if path.is_file():
-        from tokenizers import Tokenizer
-
         try:
             return Tokenizer.from_file(str(path)).get_vocab_size(with_added_tokens=True), str(path)
         except Exception as err:  # tokenizers raises plain Exception
             raise HFInteropError(f"{path}: cannot load: {err}") from None
-    return LLAMA3_VOCAB, "the Llama-3 tokenizer training uses"
+    return VOCAB_SIZE, "the Llama-3 tokenizer training uses"
 
 
 def prepare_dcp_out_dir(out_dir: Path, overwrite: bool) -> None:
@@ -95,14 +92,14 @@ def import_hf(
     hf_dir: str | Path,
     out_dir: str | Path,
     *,
-    config: str | None = None,
+    expected: tuple[MLR1Flavor, str] | None = None,
     dtype: str = "auto",
     overwrite: bool = False,
     log: Log = print_progress,
 ) -> ImportResult:
     """Convert the HF folder ``hf_dir`` into a DCP checkpoint at ``out_dir``.
 
-    ``config`` (name or TOML), when given, must describe the same shape (checked field by field).
+    ``expected`` = (flavor, where it comes from), when given, must be the same shape (checked field by field).
     ``dtype``: "auto" keeps the stored dtype (bit-exact); float32 / bfloat16 / float16 cast.
     """
     begin = time.monotonic()
@@ -116,21 +113,25 @@ def import_hf(
     flavor, warnings = flavor_from_hf_config(hf_config, where=str(config_path))
     for warning in warnings:
         log(f"warning: {warning}")
-    if config:
-        wanted, path = flavor_from_config_name(config)
-        check_flavor_matches(wanted, flavor, where=str(config_path), expected_from=f"--config {path}")
+    if expected is not None:
+        wanted, path = expected
+        check_flavor_matches(wanted, flavor, where=str(config_path), expected_from=path)
         for field, label in (("rope_theta", "rope_theta"), ("max_seq_len", "max_position_embeddings")):
             if getattr(wanted, field) != getattr(flavor, field):
-                log(f"note: {label} is {getattr(flavor, field)} in {config_path}, {getattr(wanted, field)} in {path}; "
-                    "keeping the checkpoint's")
+                log(
+                    f"note: {label} is {getattr(flavor, field)} in {config_path}, {getattr(wanted, field)} in {path}; "
+                    "keeping the checkpoint's"
+                )
 
     stored = list_hf_weights(hf_dir)
     ignored = sorted(name for name in stored if name.endswith("rotary_emb.inv_freq"))
     expected = hf_shapes(flavor)
     weights = {name: t for name, t in stored.items() if name not in ignored and name != "lm_head.weight"}
     check_shapes(
-        expected, {name: t.shape for name, t in weights.items()},
-        where=f"HF folder {hf_dir}", expected_from=f"its config.json ({describe_flavor(flavor)})",
+        expected,
+        {name: t.shape for name, t in weights.items()},
+        where=f"HF folder {hf_dir}",
+        expected_from=f"its config.json ({describe_flavor(flavor)})",
         files={name: t.file.name for name, t in weights.items()},
     )
     tied = bool(hf_config.get("tie_word_embeddings", False))
@@ -148,8 +149,7 @@ def import_hf(
     vocab, vocab_source = _tokenizer_vocab(hf_dir)
     if vocab != flavor.vocab_size:
         raise HFInteropError(
-            f"vocab mismatch: model.embed_tokens.weight has {flavor.vocab_size} rows, {vocab_source} has "
-            f"{vocab} ids"
+            f"vocab mismatch: model.embed_tokens.weight has {flavor.vocab_size} rows, {vocab_source} has {vocab} ids"
         )
     prepare_dcp_out_dir(out_dir, overwrite)
 
@@ -158,8 +158,6 @@ def import_hf(
     log(f"import-hf {hf_dir} -> {out_dir}")
     log(f"  model: {describe_flavor(flavor)}")
     total = 0
-    from safetensors import safe_open
-
     by_file: dict[Path, list[str]] = defaultdict(list)
     for name, t in weights.items():
         by_file[t.file].append(name)
@@ -186,14 +184,14 @@ def import_hf(
     elif not tied:
         log("note: tie_word_embeddings is false but lm_head equals the embedding; importing as tied")
 
-    from mlr1_titan.model.state_dict_adapter import MLR1StateDictAdapter
-
     adapter = MLR1StateDictAdapter(model_config(flavor), None)
     state = adapter.from_hf(hf_state)
     del hf_state
     check_shapes(
-        titan_shapes(flavor), {k: tuple(v.shape) for k, v in state.items()},
-        where="the converted state dict", expected_from="the torchtitan model",
+        titan_shapes(flavor),
+        {k: tuple(v.shape) for k, v in state.items()},
+        where="the converted state dict",
+        expected_from="the torchtitan model",
     )
     log(f"  writing DCP ({', '.join(stored_dtypes)} -> {dtype_name(out_dtype) if out_dtype else 'as stored'})")
     save_dcp(state, out_dir)
@@ -205,14 +203,16 @@ def import_hf(
         "--checkpoint.initial_load_model_only\n"
         "(`extends` = this size's pre-training recipe) or copy the [model] table into your own recipe."
     )
-    model_toml.write_text(model_toml_text(flavor, header=header, extends=_recipe_for(flavor)), encoding="utf-8")
+    model_toml.write_text(model_toml_text(flavor, header=header, extends=str(_recipe_for(flavor))), encoding="utf-8")
     seconds = time.monotonic() - begin
-    result = ImportResult(out_dir, hf_dir, flavor, out_dtype or weights["model.norm.weight"].dtype,
-                          len(state), total, seconds, model_toml)
+    result = ImportResult(
+        out_dir, hf_dir, flavor, out_dtype or weights["model.norm.weight"].dtype, len(state), total, seconds, model_toml
+    )
     log(f"wrote {out_dir} ({len(state)} tensors, {format_bytes(total)} of weights) in {seconds:.1f} s")
     log(f"  model config: {model_toml}")
-    log("  train from it: torchrun ... -m torchtitan.train --module mlr1_titan "
+    log(
+        "  train from it: torchrun ... -m torchtitan.train --module mlr1_titan "
         f"--config {model_toml.resolve()} --checkpoint.enable "
-        f"--checkpoint.initial_load_path {out_dir.resolve()} --checkpoint.initial_load_model_only")
+        f"--checkpoint.initial_load_path {out_dir.resolve()} --checkpoint.initial_load_model_only"
+    )
     return result
-

@@ -186,12 +186,12 @@ def list_hf_weights(hf_dir: Path) -> dict[str, StoredTensor]:
         files = sorted(p.name for p in hf_dir.glob("*.safetensors"))
         if not files:
             found = sorted(p.name for p in hf_dir.iterdir()) if hf_dir.is_dir() else []
-            hint = " (PyTorch *.bin weights are not read: convert them to safetensors)" if any(
-                name.endswith(".bin") for name in found
-            ) else ""
-            raise HFInteropError(
-                f"{hf_dir}: no {SINGLE_FILE}, {INDEX_FILE} or *.safetensors; found {found[:12]}{hint}"
+            hint = (
+                " (PyTorch *.bin weights are not read: convert them to safetensors)"
+                if any(name.endswith(".bin") for name in found)
+                else ""
             )
+            raise HFInteropError(f"{hf_dir}: no {SINGLE_FILE}, {INDEX_FILE} or *.safetensors; found {found[:12]}{hint}")
     stored: dict[str, StoredTensor] = {}
     for file_name in files:
         path = hf_dir / file_name
@@ -206,10 +206,3 @@ def list_hf_weights(hf_dir: Path) -> dict[str, StoredTensor]:
                 raise HFInteropError(f"{hf_dir}: tensor {name} is stored twice ({stored[name].file.name}, {file_name})")
             stored[name] = StoredTensor(name, path, _CODE_DTYPES[info["dtype"]], tuple(info["shape"]))
     return stored
-
-
-def load_hf_tensor(tensor: StoredTensor) -> torch.Tensor:
-    from safetensors import safe_open
-
-    with safe_open(str(tensor.file), framework="pt", device="cpu") as handle:
-        return handle.get_tensor(tensor.name)

@@ -1,4 +1,4 @@
-"""Tensor names and shapes of a flavor, flavor detection from shapes, and model-config TOML files.
+"""Tensor names and shapes of a flavor, flavor detection from shapes, and the checkpoint's model TOML.
 
 Names are translated with the committed ``MLR1StateDictAdapter`` only (no second table here): the
 adapter is applied to a dict of placeholders to learn which HF name each torchtitan name gets.
@@ -14,7 +14,10 @@ from pathlib import Path
 
 import torch
 
+from mlr1_titan.model import build_model_config, model_registry
 from mlr1_titan.model.flavors import MLR1Flavor
+from mlr1_titan.model.settings import ModelSettings
+from mlr1_titan.model.state_dict_adapter import MLR1StateDictAdapter
 
 from .config import SHAPE_FIELDS, HFInteropError, describe_flavor, named_flavor
 
@@ -26,8 +29,6 @@ Shape = tuple[int, ...]
 
 @functools.lru_cache(maxsize=16)
 def _titan_shapes_cached(flavor: MLR1Flavor) -> tuple[tuple[str, Shape], ...]:
-    from mlr1_titan.model import model_registry
-
     spec = model_registry(flavor, attn_backend="sdpa_doc")
     with torch.device("meta"):
         model = spec.model.build()
@@ -40,15 +41,11 @@ def titan_shapes(flavor: MLR1Flavor) -> dict[str, Shape]:
 
 
 def model_config(flavor: MLR1Flavor):
-    from mlr1_titan.model import build_model_config
-
     return build_model_config(flavor, "sdpa_doc")
 
 
 def titan_to_hf_names(flavor: MLR1Flavor) -> dict[str, str]:
     """torchtitan name -> HF name for every tensor HF stores (the tied lm_head is not stored)."""
-    from mlr1_titan.model.state_dict_adapter import MLR1StateDictAdapter
-
     adapter = MLR1StateDictAdapter(model_config(flavor), None)
     hf = adapter.to_hf({name: name for name in titan_shapes(flavor)})
     return {titan: hf_name for hf_name, titan in hf.items()}
@@ -165,9 +162,7 @@ def check_shapes(
     if problems:
         shown = "\n  ".join(problems[:12])
         more = f"\n  ... and {len(problems) - 12} more" if len(problems) > 12 else ""
-        raise HFInteropError(
-            f"{where} does not match {expected_from}:\n  {shown}{more}"
-        )
+        raise HFInteropError(f"{where} does not match {expected_from}:\n  {shown}{more}")
 
 
 def check_flavor_matches(expected: MLR1Flavor, actual: MLR1Flavor, *, where: str, expected_from: str) -> None:
@@ -181,7 +176,7 @@ def check_flavor_matches(expected: MLR1Flavor, actual: MLR1Flavor, *, where: str
 
 
 # ---------------------------------------------------------------------------------------------
-# Model-config TOMLs.
+# The model TOML beside a DCP checkpoint.
 
 
 def flavor_from_model_config(model_cfg) -> MLR1Flavor:
@@ -206,37 +201,14 @@ def flavor_from_model_config(model_cfg) -> MLR1Flavor:
     )
 
 
-def flavor_from_config_name(name_or_path: str) -> tuple[MLR1Flavor, Path]:
-    """The flavor of a model config: a config name (``mlr1_950m``) or a TOML path (``extends`` followed)."""
-    from mlr1_titan.toml_config import (
-        ConfigError,
-        build_model_spec,
-        read_config_file,
-        resolve_config_path,
-    )
-
-    try:
-        path = resolve_config_path(name_or_path)
-        data = read_config_file(path)
-        if "model" not in data:
-            raise HFInteropError(f"{path}: no [model] table; --config needs a model config")
-        spec = build_model_spec(data["model"], path)
-    except ConfigError as err:
-        raise HFInteropError(f"--config {name_or_path}: {err}") from None
-    return flavor_from_model_config(spec.model), path
-
-
 def flavor_from_model_toml(path: Path) -> MLR1Flavor:
     """The flavor in the [model] table of a checkpoint's mlr1_model.toml (its ``extends`` is not needed)."""
-    from mlr1_titan.toml_config import ConfigError, build_model_spec
-
     try:
         with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-        spec = build_model_spec(data.get("model", {}), path)
-    except (tomllib.TOMLDecodeError, ConfigError) as err:
-        raise HFInteropError(f"{path}: cannot read the model shape: {err}") from None
-    return flavor_from_model_config(spec.model)
+            table = tomllib.load(handle).get("model", {})
+        return ModelSettings(**table).shape()
+    except (OSError, tomllib.TOMLDecodeError, TypeError, ValueError) as err:
+        raise HFInteropError(f"{path}: cannot read the model shape from its [model] table: {err}") from None
 
 
 def model_toml_text(flavor: MLR1Flavor, *, header: str, extends: str | None = None) -> str:

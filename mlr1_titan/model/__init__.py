@@ -12,7 +12,6 @@ from functools import partial
 
 import torch
 import torch.nn as nn
-
 from torchtitan.distributed.pipeline_parallel import pipeline_llm
 from torchtitan.models.common import ComplexRoPE, Embedding, Linear
 from torchtitan.models.common.config_utils import (

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
 from torchtitan.models.common.attention import AttentionMasksType, GQAttention
 from torchtitan.protocols.module import Module
 

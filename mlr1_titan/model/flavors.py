@@ -1,9 +1,9 @@
 """MobileLLM-R1 model sizes as data.
 
 The three released sizes come from paper Table 1 (arXiv 2509.24945); everything the paper does not
-print is marked as inferred, with the reasoning in ``../shared/reference/mobilellm_r1.md`` §1.
-A new size needs no Python: a TOML in ``model_configs/`` may name a flavor and override any field
-below, or give every field itself (see ``mlr1_titan.toml_config``).
+print is marked as inferred, with the reasoning in ``docs/paper_facts.md`` (architecture).
+A new size needs no Python: a model-config TOML's ``[model]`` table may name a flavor and override any
+field below, or give every field itself (``mlr1_titan.model.settings``).
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-# Llama-3.2 tokenizer: 128,000 BPE ranks + 256 special tokens (paper §3.1; 128256 inferred from the
-# exact parameter counts of Table 1).
-LLAMA3_VOCAB_SIZE = 128_256
+from mlr1_titan.llama3_vocab import VOCAB_SIZE
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -32,16 +30,16 @@ class MLR1Flavor:
     """Width of the SwiGLU feed-forward ("Hidden Dim" in Table 1)."""
     head_dim: int = 64
     """Per-head width; 64 for all released sizes."""
-    vocab_size: int = LLAMA3_VOCAB_SIZE
+    vocab_size: int = VOCAB_SIZE
     """Embedding rows; tied with the output projection."""
     rope_theta: float = 1.0e6
-    """RoPE base. 1e6 is inferred (post-trained config has 8e6 after the x8 extension, §1.3)."""
+    """RoPE base. 1e6 is inferred (post-trained config has 8e6 after the x8 extension, docs/paper_facts.md)."""
     max_seq_len: int = 4096
     """Longest context the RoPE cache covers before training sets it to ``training.seq_len``."""
     norm_eps: float = 1e-5
     """Epsilon of the RMSNorms and of the weight-free QK L2-norm (Llama-4 default, inferred)."""
     init_std: float = 0.02
-    """Std of the N(0, std) init of every Linear/Embedding (HF ``initializer_range``, §1.6)."""
+    """Std of the N(0, std) init of every Linear/Embedding (HF ``initializer_range``, docs/paper_facts.md)."""
 
     def replace(self, **overrides) -> "MLR1Flavor":
         return dataclasses.replace(self, **overrides)
@@ -52,10 +50,6 @@ class MLR1Flavor:
         ffn = 3 * self.dim * self.ffn_hidden_dim
         per_layer = attn + ffn + 2 * self.dim
         return self.n_layers * per_layer + self.vocab_size * self.dim + self.dim
-
-
-def flavor_fields() -> list[str]:
-    return [f.name for f in dataclasses.fields(MLR1Flavor)]
 
 
 # Paper Table 1: layers / dim / heads / KV heads / FFN hidden. head_dim = dim / heads = 64.
@@ -75,5 +69,5 @@ def get_flavor(name: str) -> MLR1Flavor:
     except KeyError:
         raise ValueError(
             f"Unknown MobileLLM-R1 flavor {name!r}; available: {sorted(MLR1_FLAVORS)}. "
-            "A new size can be described field by field in a model_configs/*.toml [model] table."
+            "A new size can be described field by field in a model-config TOML's [model] table."
         ) from None

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-
 from torchtitan.models.common.attention import AttentionMasksType
 from torchtitan.models.common.decoder import Decoder, TransformerBlock
 from torchtitan.models.utils import get_dense_model_nparams_and_flops
 
+from mlr1_titan.llama3_vocab import VOCAB_SIZE
+
 from .attention import DocumentCausalSDPA, document_causal_mask
+from .sharding import set_mlr1_sharding_config
 
 
 class MLR1TransformerBlock(TransformerBlock):
@@ -44,7 +46,7 @@ class MLR1Model(Decoder):
     @dataclass(kw_only=True, slots=True)
     class Config(Decoder.Config):
         dim: int = 1536
-        vocab_size: int = 128_256
+        vocab_size: int = VOCAB_SIZE
 
         def update_from_config(self, *, config, **kwargs) -> None:
             Decoder.Config.update_from_config(self, config=config, **kwargs)
@@ -55,7 +57,6 @@ class MLR1Model(Decoder):
                     "context parallel is not supported for MobileLLM-R1 (sequences <= 32k fit with "
                     "TP + FSDP + activation checkpointing); set it to 1."
                 )
-            from .sharding import set_mlr1_sharding_config
 
             set_mlr1_sharding_config(self, enable_sp=parallelism.enable_sequence_parallel)
 
@@ -74,9 +75,7 @@ class MLR1Model(Decoder):
         super().__init__(config)
         # The dense-mask CPU backend needs its mask from positions; flex/varlen get theirs
         # from the trainer (Trainer.post_dataloading_process -> get_attention_masks).
-        self._dense_document_mask = isinstance(
-            config.first_attention.inner_attention, DocumentCausalSDPA.Config
-        )
+        self._dense_document_mask = isinstance(config.first_attention.inner_attention, DocumentCausalSDPA.Config)
 
     def get_attention_masks(self, positions: torch.Tensor) -> AttentionMasksType | None:
         if self._dense_document_mask:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import torch
 from torch.distributed.fsdp import FSDPModule
-
-from torchtitan.config import CompileConfig, ParallelismConfig, TORCH_DTYPE_MAP, TrainingConfig
+from torchtitan.config import TORCH_DTYPE_MAP, CompileConfig, ParallelismConfig, TrainingConfig
 from torchtitan.distributed import ParallelDims
-from torchtitan.distributed.activation_checkpoint import ActivationCheckpointingConfig
 from torchtitan.distributed.compile import apply_compile
 from torchtitan.distributed.fsdp import apply_fsdp_to_decoder
 from torchtitan.distributed.full_dtensor import resolve_fsdp_mesh, validate_config
@@ -27,7 +25,7 @@ def parallelize_mlr1(
     training: TrainingConfig,
     parallelism: ParallelismConfig,
     compile_config: CompileConfig,
-    ac_config: ActivationCheckpointingConfig | None,
+    ac_config,
     dump_folder: str,
     skip_dp: bool = False,
 ):
@@ -37,8 +35,11 @@ def parallelize_mlr1(
     elif parallel_dims.tp_enabled:
         model.parallelize(parallel_dims)
 
-    if ac_config is not None:
-        ac_config.build(dump_folder=dump_folder).apply(model)
+    # torchtitan's policy configs build a policy; the plugin's [activation_checkpoint] config builds
+    # the one its mode names, or None for mode = "none".
+    policy = ac_config.build(dump_folder=dump_folder) if ac_config is not None else None
+    if policy is not None:
+        policy.apply(model)
 
     if compile_config.enable and "model" in compile_config.components:
         apply_compile(model, compile_config=compile_config, parallel_dims=parallel_dims)

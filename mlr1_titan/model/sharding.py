@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import spmd_types as spmd
-
 from torchtitan.models.common.attention import GQAttention
 from torchtitan.models.common.decoder_sharding import (
     dense_activation_placement,
@@ -29,11 +28,7 @@ if TYPE_CHECKING:
 def set_mlr1_sharding_config(config: "MLR1Model.Config", *, enable_sp: bool) -> None:
     """Fill ``sharding_config`` on every sub-config; disabled mesh axes are dropped at runtime."""
     set_decoder_sharding_config(config, enable_sp=enable_sp)
-    attn_x_layout = (
-        dense_sequence_parallel_placement()
-        if enable_sp
-        else dense_activation_placement(tp=spmd.I)
-    )
+    attn_x_layout = dense_sequence_parallel_placement() if enable_sp else dense_activation_placement(tp=spmd.I)
     for layer_cfg in config.layers:
         attention = layer_cfg.attention
         assert isinstance(attention, GQAttention.Config)
@@ -42,6 +37,4 @@ def set_mlr1_sharding_config(config: "MLR1Model.Config", *, enable_sp: bool) -> 
         layer_cfg.ffn_norm.sharding_config = norm
         set_gqa_attention_sharding(attention, enable_sp=enable_sp)
         set_gqa_inner_attention_local_map(attention.inner_attention)
-        set_dense_ffn_sharding(
-            layer_cfg.feed_forward, attn_x_layout=attn_x_layout, enable_sp=enable_sp
-        )
+        set_dense_ffn_sharding(layer_cfg.feed_forward, attn_x_layout=attn_x_layout, enable_sp=enable_sp)

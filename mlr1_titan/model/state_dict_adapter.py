@@ -45,9 +45,7 @@ def _abstract(key: str) -> tuple[str, str | None]:
 def _rename(key: str, table: dict[str, str], direction: str) -> str:
     abstract, layer = _abstract(key)
     if abstract not in table:
-        raise KeyError(
-            f"{direction}: no mapping for tensor {key!r}; known names: {sorted(table)}"
-        )
+        raise KeyError(f"{direction}: no mapping for tensor {key!r}; known names: {sorted(table)}")
     return table[abstract].format(layer) if layer is not None else table[abstract]
 
 

@@ -8,7 +8,7 @@
 
 Llama-3 header style (the released SFT scripts end turns with ``<|eot_id|>``, paper repo); the
 reasoning goes inside ``<think> ... </think>`` before the answer when an assistant message has
-``reasoning_content``. The exact released template is not public (reference §1.5), so this is our
+``reasoning_content``. The exact released template is not public (paper_facts §1.5), so this is our
 documented choice, and the Jinja twin is what the HF export ships so that lm-eval / vLLM render
 evaluation prompts byte-identically to training.
 
@@ -25,16 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-BOS = "<|begin_of_text|>"
-START_HEADER = "<|start_header_id|>"
-END_HEADER = "<|end_header_id|>"
-EOT = "<|eot_id|>"
+from mlr1_titan.llama3_vocab import BOS_TOKEN, END_HEADER_TOKEN, EOT_TOKEN, START_HEADER_TOKEN
+from mlr1_titan.resources import chat_template_file
+
 HEADER_GAP = "\n\n"
 ROLES = ("system", "user", "assistant")
-
-CHAT_TEMPLATE_PATH = Path(__file__).with_name("chat_template.jinja")
 
 # Default system prompts per domain (paper repo README inference examples, paraphrased).
 DEFAULT_SYSTEM_PROMPTS = {
@@ -47,7 +43,7 @@ DEFAULT_SYSTEM_PROMPTS = {
 
 
 def chat_template() -> str:
-    return CHAT_TEMPLATE_PATH.read_text()
+    return chat_template_file().read_text()
 
 
 class ChatFormatError(ValueError):
@@ -89,11 +85,11 @@ def message_body(message: dict) -> str:
 def render_text(messages: Sequence[dict], add_generation_prompt: bool = False) -> str:
     """The rendered conversation as text (what the Jinja template produces)."""
     validate_messages(messages, require_assistant=not add_generation_prompt)
-    parts = [BOS]
+    parts = [BOS_TOKEN]
     for m in messages:
-        parts += [START_HEADER, m["role"], END_HEADER, HEADER_GAP + message_body(m), EOT]
+        parts += [START_HEADER_TOKEN, m["role"], END_HEADER_TOKEN, HEADER_GAP + message_body(m), EOT_TOKEN]
     if add_generation_prompt:
-        parts += [START_HEADER, "assistant", END_HEADER, HEADER_GAP]
+        parts += [START_HEADER_TOKEN, "assistant", END_HEADER_TOKEN, HEADER_GAP]
     return "".join(parts)
 
 
@@ -111,7 +107,7 @@ def render_ids(messages: Sequence[dict], tokenizer, add_generation_prompt: bool 
     """Token ids and the per-token "is a training target" mask of a conversation."""
     validate_messages(messages, require_assistant=not add_generation_prompt)
     special = tokenizer.special_tokens
-    bos, sh, eh, eot = special[BOS], special[START_HEADER], special[END_HEADER], special[EOT]
+    bos, sh, eh, eot = special[BOS_TOKEN], special[START_HEADER_TOKEN], special[END_HEADER_TOKEN], special[EOT_TOKEN]
     gap_ids = tokenizer.encode(HEADER_GAP)
     ids: list[int] = [bos]
     trained: list[bool] = [False]

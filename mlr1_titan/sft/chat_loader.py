@@ -16,22 +16,23 @@ counts -- is saved in torchtitan checkpoints, so resuming replays the same batch
 
 from __future__ import annotations
 
+import gzip
 import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+import tyro
 from torch.distributed.checkpoint.stateful import Stateful
 from torch.utils.data import IterableDataset
-
 from torchtitan.components.dataloader import ParallelAwareDataloader
 from torchtitan.components.loss import IGNORE_INDEX
 from torchtitan.tools.logging import logger
 
 from mlr1_titan.data.mixture_sampler import DeficitSampler
-from mlr1_titan.data.sources import DataSourceError, plan_text_source
+from mlr1_titan.data.sources import DataSourceError, plan_text_source, resolve_hub_path, resolve_local_files
 
 from .chat_format import ChatFormatError, render_ids
 from .chat_sources import ChatMix, load_chat_mix, row_to_messages
@@ -61,8 +62,9 @@ def shift_conversation(ids: list[int], trained: list[bool]) -> tuple[list[int], 
 class _ChatReader:
     """One source's rows -> conversations, with (epoch, cursor) position and skip accounting."""
 
-    def __init__(self, mix: ChatMix, index: int, tokenizer, *, seed: int, rank: int, world: int,
-                 hub_mirror: str | None):
+    def __init__(
+        self, mix: ChatMix, index: int, tokenizer, *, seed: int, rank: int, world: int, hub_mirror: str | None
+    ):
         self.spec = mix.mix.active_sources()[index]
         self.mapping = mix.mappings[self.spec.name]
         self.plan = plan_text_source(self.spec, hub_mirror)
@@ -90,8 +92,13 @@ class _ChatReader:
                 self._whole_epoch = self.cursor == 0
                 self._used_this_epoch = False
                 self._rows = self.plan.records(
-                    epoch=self.epoch, seed=self.seed, rank=self.rank, world=self.world,
-                    skip=self.cursor, block=4096, shuffle_buffer=10_000,
+                    epoch=self.epoch,
+                    seed=self.seed,
+                    rank=self.rank,
+                    world=self.world,
+                    skip=self.cursor,
+                    block=4096,
+                    shuffle_buffer=10_000,
                 )
             try:
                 row = next(self._rows)
@@ -207,7 +214,10 @@ class ChatDataset(IterableDataset, Stateful):
         while True:
             inputs, labels, positions = self.next_row()
             yield (
-                {"input": torch.tensor(inputs, dtype=torch.long), "positions": torch.tensor(positions, dtype=torch.long)},
+                {
+                    "input": torch.tensor(inputs, dtype=torch.long),
+                    "positions": torch.tensor(positions, dtype=torch.long),
+                },
                 torch.tensor(labels, dtype=torch.long),
             )
 
@@ -218,8 +228,9 @@ class ChatDataset(IterableDataset, Stateful):
             "mix": self.mix.name,
             "readers": {n: r.state() for n, r in zip(self.names, self.readers)},
             "sampler": self.sampler.state(),
-            "pending": None if self.pending is None else
-            {"source": self.pending.source, "inputs": self.pending.inputs, "labels": self.pending.labels},
+            "pending": None
+            if self.pending is None
+            else {"source": self.pending.source, "inputs": self.pending.inputs, "labels": self.pending.labels},
             "skips": dict(self.skips),
             "conversations": list(self.conversations),
             "trained_tokens": list(self.trained_tokens),
@@ -258,11 +269,15 @@ class ChatDataLoader(ParallelAwareDataloader):
 
     @dataclass(kw_only=True, slots=True)
     class Config(ParallelAwareDataloader.Config):
+        dataset: Annotated[str, tyro.conf.Suppress] = ""
+        """Unused (torchtitan's HF text loaders)."""
+        dataset_path: Annotated[str | None, tyro.conf.Suppress] = None
+        """Unused (torchtitan's HF text loaders)."""
         mix: str = "sft_general"
         """Chat mix: a name in data_mix/ (file stem) or a path to a chat-mix TOML."""
         packing: bool = True
         """Pack several conversations per row (per-conversation positions); False pads one per row."""
-        overlength: str = "truncate"
+        overlength: Literal["truncate", "drop"] = "truncate"
         """Conversation longer than seq_len: 'truncate' (keep the prompt, cut the answer) or 'drop'."""
         epochs: float | None = None
         """Passes over the mix; when set and training.steps <= 0 the trainer derives the step count."""
@@ -292,8 +307,14 @@ class ChatDataLoader(ParallelAwareDataloader):
         **kwargs,
     ):
         self.dataset = ChatDataset(
-            load_chat_mix(config.mix), tokenizer, seq_len=seq_len, packing=config.packing,
-            overlength=config.overlength, seed=config.seed, dp_rank=dp_rank, dp_world_size=dp_world_size,
+            load_chat_mix(config.mix),
+            tokenizer,
+            seq_len=seq_len,
+            packing=config.packing,
+            overlength=config.overlength,
+            seed=config.seed,
+            dp_rank=dp_rank,
+            dp_world_size=dp_world_size,
             hub_mirror=config.hub_mirror,
         )
         super().__init__(
@@ -312,8 +333,9 @@ class ChatDataLoader(ParallelAwareDataloader):
 # -- epoch-based schedules ----------------------------------------------------------------------
 
 
-def derive_steps(config: ChatDataLoader.Config, tokenizer, *, seq_len: int, global_batch_size: int,
-                 sample_size: int = 2000) -> tuple[int, str]:
+def derive_steps(
+    config: ChatDataLoader.Config, tokenizer, *, seq_len: int, global_batch_size: int, sample_size: int = 2000
+) -> tuple[int, str]:
     """Optimizer steps for ``config.epochs`` passes over the mix, and a report of how they were found.
 
     Rows per source come from the data (line / row counts, or the hub's split metadata); the mean
@@ -322,8 +344,15 @@ def derive_steps(config: ChatDataLoader.Config, tokenizer, *, seq_len: int, glob
     """
     mix = load_chat_mix(config.mix)
     rows = {s.name: count_rows(s, config.hub_mirror) for s in mix.mix.active_sources()}
-    probe = ChatDataset(mix, tokenizer, seq_len=seq_len, packing=config.packing,
-                        overlength=config.overlength, seed=config.seed, hub_mirror=config.hub_mirror)
+    probe = ChatDataset(
+        mix,
+        tokenizer,
+        seq_len=seq_len,
+        packing=config.packing,
+        overlength=config.overlength,
+        seed=config.seed,
+        hub_mirror=config.hub_mirror,
+    )
     total_rows = sum(rows.values())
     n = min(sample_size, total_rows)
     samples = [probe.next_sample() for _ in range(n)]
@@ -351,26 +380,25 @@ def derive_steps(config: ChatDataLoader.Config, tokenizer, *, seq_len: int, glob
 def count_rows(spec, hub_mirror: str | None = None) -> int:
     """Rows of a chat source: jsonl lines / parquet metadata locally, split metadata on the hub."""
     if spec.kind == "local":
-        from mlr1_titan.data.sources import resolve_local_files
-
         total = 0
         for path in resolve_local_files(spec):
             if path.endswith(".parquet"):
-                import pyarrow.parquet as pq
+                import pyarrow.parquet as pq  # deferred: only parquet sources need pyarrow
 
                 total += pq.ParquetFile(path).metadata.num_rows
             else:
-                opener = __import__("gzip").open if path.endswith(".gz") else open
+                opener = gzip.open if path.endswith(".gz") else open
                 with opener(path, "rb") as f:
                     total += sum(1 for line in f if line.strip())
         return total
-    from datasets import load_dataset_builder
-
-    from mlr1_titan.data.sources import resolve_hub_path
+    from datasets import load_dataset_builder  # deferred: importing datasets takes seconds
 
     path = resolve_hub_path(spec, hub_mirror)  # a local snapshot when one is configured
-    kwargs = {"revision": spec.revision, "data_dir": spec.data_dir,
-              "data_files": list(spec.data_files) if spec.data_files else None}
+    kwargs = {
+        "revision": spec.revision,
+        "data_dir": spec.data_dir,
+        "data_files": list(spec.data_files) if spec.data_files else None,
+    }
     builder = load_dataset_builder(path, spec.config, **{k: v for k, v in kwargs.items() if v is not None})
     split = (builder.info.splits or {}).get(spec.split)
     if split is None or not split.num_examples:

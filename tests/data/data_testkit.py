@@ -40,8 +40,10 @@ def make_byte_tokenizer() -> ByteTokenizer:
     return ByteTokenizer()
 
 
-_WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho "
-          "sigma tau upsilon phi chi psi omega").split()
+_WORDS = (
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho "
+    "sigma tau upsilon phi chi psi omega"
+).split()
 
 
 def make_docs(source: str, n: int, *, seed: int = 0, min_words: int = 5, max_words: int = 120) -> list[str]:
@@ -154,35 +156,63 @@ def build_corpus(root: Path, *, docs: int = 1500) -> dict[str, Path]:
         "---\nconfigs:\n- config_name: main\n  data_files:\n  - split: train\n    path: data/main/*.parquet\n---\n"
     )
     write_jsonl(root / "math_raw" / "math.jsonl", make_docs("math", docs // 3, max_words=60), field="problem")
-    raw = write_mix(root / "math_raw.toml", [dict(name="math", kind="local", path=str(root / "math_raw/*.jsonl"),
-                                                  text_fields=["problem"], weight=1)])
-    tokenize_mix(load_mix(str(raw)), str(root / "shards"), make_byte_tokenizer, workers=1,
-                 shard_tokens=20_000, stream=open(os.devnull, "w"))
-    mix = write_mix(root / "four_kinds.toml", [
-        dict(name="web", kind="local", path=str(root / "web/*.jsonl"), weight=50),
-        dict(name="code", kind="local", path=str(root / "code/*.parquet"), text_fields=["content"], weight=20),
-        dict(name="papers", kind="hub", path=str(hub_dir), config="main", weight=20),
-        dict(name="math", kind="shards", path=str(root / "shards" / "math"), weight=10),
-    ])
+    raw = write_mix(
+        root / "math_raw.toml",
+        [dict(name="math", kind="local", path=str(root / "math_raw/*.jsonl"), text_fields=["problem"], weight=1)],
+    )
+    tokenize_mix(
+        load_mix(str(raw)),
+        str(root / "shards"),
+        make_byte_tokenizer,
+        workers=1,
+        shard_tokens=20_000,
+        stream=open(os.devnull, "w"),
+    )
+    mix = write_mix(
+        root / "four_kinds.toml",
+        [
+            dict(name="web", kind="local", path=str(root / "web/*.jsonl"), weight=50),
+            dict(name="code", kind="local", path=str(root / "code/*.parquet"), text_fields=["content"], weight=20),
+            dict(name="papers", kind="hub", path=str(hub_dir), config="main", weight=20),
+            dict(name="math", kind="shards", path=str(root / "shards" / "math"), weight=10),
+        ],
+    )
     return {"mix": mix, "hub_dir": hub_dir, "shards": root / "shards", "math_mix": raw}
 
 
-def dataset_for(mix: str | Path, *, phases: list[str] | None = None, seq_len: int = 256, batch_size: int = 4,
-                **kwargs):
+def dataset_for(mix: str | Path, *, phases: list[str] | None = None, seq_len: int = 256, batch_size: int = 4, **kwargs):
     from mlr1_titan.data.mix_config import parse_phases
     from mlr1_titan.data.mixture_dataset import MixtureDataset
 
-    return MixtureDataset(parse_phases(str(mix), phases or []), tokenizer=ByteTokenizer(), seq_len=seq_len,
-                          batch_size=batch_size, **kwargs)
+    return MixtureDataset(
+        parse_phases(str(mix), phases or []),
+        tokenizer=ByteTokenizer(),
+        seq_len=seq_len,
+        batch_size=batch_size,
+        **kwargs,
+    )
 
 
-def loader_for(mix: str | Path, *, dp_world_size: int = 1, dp_rank: int = 0, seq_len: int = 128,
-               local_batch_size: int = 2, **config):
+def loader_for(
+    mix: str | Path,
+    *,
+    dp_world_size: int = 1,
+    dp_rank: int = 0,
+    seq_len: int = 128,
+    local_batch_size: int = 2,
+    **config,
+):
     from mlr1_titan.data.loader import MixtureDataLoader
 
     cfg = MixtureDataLoader.Config(mix=str(mix), **config)
-    return cfg.build(dp_world_size=dp_world_size, dp_rank=dp_rank, tokenizer=ByteTokenizer(), seq_len=seq_len,
-                     local_batch_size=local_batch_size, snapshot_every_n_steps=1)
+    return cfg.build(
+        dp_world_size=dp_world_size,
+        dp_rank=dp_rank,
+        tokenizer=ByteTokenizer(),
+        seq_len=seq_len,
+        local_batch_size=local_batch_size,
+        snapshot_every_n_steps=1,
+    )
 
 
 def take(iterator, n: int) -> list:

@@ -26,8 +26,8 @@ def test_paper_mixes_list_every_source_of_tables_3_and_4():
     assert len(p1.sources) == 14
     # Phase 1 leaves seven Table-3 sources out ("-"): listed with weight 0, never read.
     assert sorted(s.name for s in p1.sources if s.weight == 0) == sorted(
-        ["nemotron_science", "nemotron_code", "nemotron_math", "cosmopedia", "natural_reasoning",
-         "finemath", "pes2o"])
+        ["nemotron_science", "nemotron_code", "nemotron_math", "cosmopedia", "natural_reasoning", "finemath", "pes2o"]
+    )
     assert all(s.weight > 0 for s in p2.sources)
     m1, m2 = load_mix("midtrain_phase1"), load_mix("midtrain_phase2")
     bench = [s for s in m2.sources if s.group == "benchmark_train"]
@@ -71,14 +71,16 @@ def test_bad_mix_error_names_file_source_and_key(tmp_path, sources, message):
 
 
 def test_group_weight_is_shared_by_members():
-    mix = parse_mix({
-        "groups": {"bench": {"weight": 3.0}},
-        "sources": [
-            {"name": "web", "path": "w", "weight": 97},
-            {"name": "a", "path": "a", "group": "bench"},
-            {"name": "b", "path": "b", "group": "bench", "share": 2},
-        ],
-    })
+    mix = parse_mix(
+        {
+            "groups": {"bench": {"weight": 3.0}},
+            "sources": [
+                {"name": "web", "path": "w", "weight": 97},
+                {"name": "a", "path": "a", "group": "bench"},
+                {"name": "b", "path": "b", "group": "bench", "share": 2},
+            ],
+        }
+    )
     assert mix.targets() == pytest.approx({"web": 0.97, "a": 0.01, "b": 0.02})
 
 

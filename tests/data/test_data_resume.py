@@ -6,7 +6,14 @@ import pickle
 import pytest
 import torch
 from data_testkit import (
-    build_corpus, dataset_for, loader_for, make_docs, same_batches, take, write_jsonl, write_mix,
+    build_corpus,
+    dataset_for,
+    loader_for,
+    make_docs,
+    same_batches,
+    take,
+    write_jsonl,
+    write_mix,
 )
 from torchtitan.components.checkpointer.dcp import CheckpointManager
 
@@ -28,8 +35,15 @@ class _Stateful:
 
 def _checkpointer(loader, folder):
     config = CheckpointManager.Config(enable=True, folder="checkpoint", interval=1, keep_latest_k=0)
-    return config.build(dataloader=loader, model_parts=[torch.nn.Linear(2, 2)], optimizers=_Stateful(),
-                        lr_schedulers=_Stateful(), states={}, sd_adapter=None, base_folder=str(folder))
+    return config.build(
+        dataloader=loader,
+        model_parts=[torch.nn.Linear(2, 2)],
+        optimizers=_Stateful(),
+        lr_schedulers=_Stateful(),
+        states={},
+        sd_adapter=None,
+        base_folder=str(folder),
+    )
 
 
 def test_resume_through_torchtitan_checkpointer_is_bitwise_identical(corpus, tmp_path):
@@ -64,9 +78,13 @@ def test_dataset_state_resumes_at_any_batch_including_half_packed_documents(corp
 def test_resume_in_the_middle_of_a_sources_second_epoch(tmp_path):
     write_jsonl(tmp_path / "tiny.jsonl", make_docs("tiny", 25))
     write_jsonl(tmp_path / "big.jsonl", make_docs("big", 3000))
-    mix = write_mix(tmp_path / "m.toml", [
-        dict(name="tiny", kind="local", path=str(tmp_path / "tiny.jsonl"), weight=30),
-        dict(name="big", kind="local", path=str(tmp_path / "big.jsonl"), weight=70)])
+    mix = write_mix(
+        tmp_path / "m.toml",
+        [
+            dict(name="tiny", kind="local", path=str(tmp_path / "tiny.jsonl"), weight=30),
+            dict(name="big", kind="local", path=str(tmp_path / "big.jsonl"), weight=70),
+        ],
+    )
     ds = dataset_for(mix, seq_len=128, batch_size=2)
     it = iter(ds)
     while True:
@@ -100,11 +118,16 @@ def test_changing_seed_on_resume_fails(corpus):
 def test_phase_schedule_switches_mix_at_a_step_and_the_switch_resumes(tmp_path):
     write_jsonl(tmp_path / "a.jsonl", make_docs("a", 400))
     write_jsonl(tmp_path / "b.jsonl", make_docs("b", 400))
-    only_a = write_mix(tmp_path / "only_a.toml", [
-        dict(name="a", kind="local", path=str(tmp_path / "a.jsonl"), weight=1),
-        dict(name="b", kind="local", path=str(tmp_path / "b.jsonl"), weight=0)])
-    only_b = write_mix(tmp_path / "only_b.toml", [
-        dict(name="b", kind="local", path=str(tmp_path / "b.jsonl"), weight=1)])
+    only_a = write_mix(
+        tmp_path / "only_a.toml",
+        [
+            dict(name="a", kind="local", path=str(tmp_path / "a.jsonl"), weight=1),
+            dict(name="b", kind="local", path=str(tmp_path / "b.jsonl"), weight=0),
+        ],
+    )
+    only_b = write_mix(
+        tmp_path / "only_b.toml", [dict(name="b", kind="local", path=str(tmp_path / "b.jsonl"), weight=1)]
+    )
     schedule = [str(only_a), f"{only_b}@3"]  # three optimizer steps of a, then b
     loader = loader_for("unused", phases=schedule, batches_per_step=2)
     it = iter(loader)

@@ -4,8 +4,17 @@ import numpy as np
 import pytest
 import torch
 from data_testkit import (
-    BOS, EOS, ByteTokenizer, build_corpus, dataset_for, loader_for, make_docs, same_batches, take,
-    write_jsonl, write_mix,
+    BOS,
+    EOS,
+    ByteTokenizer,
+    build_corpus,
+    dataset_for,
+    loader_for,
+    make_docs,
+    same_batches,
+    take,
+    write_jsonl,
+    write_mix,
 )
 
 from mlr1_titan.data.mix_config import load_mix
@@ -39,9 +48,13 @@ def test_weights_are_token_fractions_not_document_fractions(tmp_path):
     # "long" documents are ~10x longer than "short" ones; equal weights must give equal tokens.
     write_jsonl(tmp_path / "long.jsonl", make_docs("long", 200, min_words=200, max_words=220))
     write_jsonl(tmp_path / "short.jsonl", make_docs("short", 2000, min_words=15, max_words=25))
-    mix = write_mix(tmp_path / "m.toml", [
-        dict(name="long", kind="local", path=str(tmp_path / "long.jsonl"), weight=1),
-        dict(name="short", kind="local", path=str(tmp_path / "short.jsonl"), weight=1)])
+    mix = write_mix(
+        tmp_path / "m.toml",
+        [
+            dict(name="long", kind="local", path=str(tmp_path / "long.jsonl"), weight=1),
+            dict(name="short", kind="local", path=str(tmp_path / "short.jsonl"), weight=1),
+        ],
+    )
     ds = dataset_for(mix, seq_len=512, batch_size=8)
     stats = sum(x[MIX_STATS_KEY].numpy() for x, _ in take(iter(ds), 100))
     tokens, docs = stats[0], stats[1]
@@ -69,8 +82,9 @@ def test_dp_ranks_read_disjoint_documents_covering_the_source(corpus):
     # shards
     plan = plan_shard_source(specs["math"], str(corpus["shards"] / "math"), info, expect_source_hash=False)
     n = plan.total_documents
-    per_rank = [_read_epoch(ShardReader(plan, seed=0, rank=r, world=world), (n - r + world - 1) // world)
-                for r in range(world)]
+    per_rank = [
+        _read_epoch(ShardReader(plan, seed=0, rank=r, world=world), (n - r + world - 1) // world) for r in range(world)
+    ]
     everything = [d for docs in per_rank for d in docs]
     assert len(set(everything)) == len(everything) == n
     # local text (jsonl over two files)
@@ -88,8 +102,9 @@ def test_dp_ranks_read_disjoint_documents_covering_the_source(corpus):
 def test_exhausted_source_starts_a_new_reshuffled_epoch(corpus):
     mix = load_mix(str(corpus["mix"]))
     spec = next(s for s in mix.sources if s.name == "math")
-    plan = plan_shard_source(spec, str(corpus["shards"] / "math"), tokenizer_fingerprint(ByteTokenizer()),
-                             expect_source_hash=False)
+    plan = plan_shard_source(
+        spec, str(corpus["shards"] / "math"), tokenizer_fingerprint(ByteTokenizer()), expect_source_hash=False
+    )
     reader = ShardReader(plan, seed=0, rank=0, world=1)
     n = plan.total_documents
     epoch0 = _read_epoch(reader, n)
@@ -121,13 +136,24 @@ def test_packing_puts_bos_eos_at_document_edges_and_resets_positions(corpus):
     tok = ByteTokenizer()
     for a, b in zip(starts[:-1], starts[1:]):
         text = tok.decode(inputs[a:b])
-        assert text.split(": ", 1)[0].rstrip("0123456789").rstrip("#") in {"web", "web1", "code", "papers", "papers1", "math"}
+        assert text.split(": ", 1)[0].rstrip("0123456789").rstrip("#") in {
+            "web",
+            "web1",
+            "code",
+            "papers",
+            "papers1",
+            "math",
+        }
 
 
 def test_hub_source_streams_a_local_dataset_directory_and_mirror(tmp_path, corpus):
     hub_dir = corpus["hub_dir"]
-    direct = write_mix(tmp_path / "direct.toml", [dict(name="papers", kind="hub", path=str(hub_dir), config="main", weight=1)])
-    mirrored = write_mix(tmp_path / "mirrored.toml", [dict(name="papers", kind="hub", path="org/papers", config="main", weight=1)])
+    direct = write_mix(
+        tmp_path / "direct.toml", [dict(name="papers", kind="hub", path=str(hub_dir), config="main", weight=1)]
+    )
+    mirrored = write_mix(
+        tmp_path / "mirrored.toml", [dict(name="papers", kind="hub", path="org/papers", config="main", weight=1)]
+    )
     a = take(iter(dataset_for(direct)), 5)
     b = take(iter(dataset_for(mirrored, hub_mirror=str(hub_dir.parent.parent))), 5)
     assert same_batches(a, b)
@@ -159,8 +185,9 @@ def test_finite_loader_stops_after_one_pass_for_validation(tmp_path):
 def test_text_reader_resumes_at_every_cursor_across_blocks_and_files(tmp_path, world):
     write_jsonl(tmp_path / "a.jsonl", make_docs("a", 23))
     write_jsonl(tmp_path / "b.jsonl", make_docs("b", 17))
-    spec = load_mix(str(write_mix(tmp_path / "m.toml", [
-        dict(name="s", kind="local", path=str(tmp_path / "*.jsonl"), weight=1)]))).sources[0]
+    spec = load_mix(
+        str(write_mix(tmp_path / "m.toml", [dict(name="s", kind="local", path=str(tmp_path / "*.jsonl"), weight=1)]))
+    ).sources[0]
     plan = plan_text_source(spec, None)
     reader = TextReader(plan, ByteTokenizer(), seed=5, rank=world - 1, world=world, block=7)
     positions, docs = [], []
@@ -175,8 +202,9 @@ def test_text_reader_resumes_at_every_cursor_across_blocks_and_files(tmp_path, w
 
 def test_shard_reader_resumes_at_every_cursor_into_the_next_epoch(corpus):
     spec = next(s for s in load_mix(str(corpus["mix"])).sources if s.name == "math")
-    plan = plan_shard_source(spec, str(corpus["shards"] / "math"), tokenizer_fingerprint(ByteTokenizer()),
-                             expect_source_hash=False)
+    plan = plan_shard_source(
+        spec, str(corpus["shards"] / "math"), tokenizer_fingerprint(ByteTokenizer()), expect_source_hash=False
+    )
     assert len(plan.shards) > 3  # several shards: the cursor crosses shard edges
     reader = ShardReader(plan, seed=1, rank=1, world=2)
     positions, docs = [], []

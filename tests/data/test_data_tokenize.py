@@ -6,7 +6,15 @@ import os
 import numpy as np
 import pytest
 from data_testkit import (
-    BOS, EOS, ByteTokenizer, dataset_for, make_byte_tokenizer, make_docs, take, write_jsonl, write_mix,
+    BOS,
+    EOS,
+    ByteTokenizer,
+    dataset_for,
+    make_byte_tokenizer,
+    make_docs,
+    take,
+    write_jsonl,
+    write_mix,
     write_parquet,
 )
 
@@ -23,9 +31,19 @@ def _two_source_mix(root, docs=400):
     for i in range(3):
         write_jsonl(root / "web" / f"w{i}.jsonl", make_docs(f"web{i}", docs))
     write_parquet(root / "code" / "c.parquet", make_docs("code", docs), field="content")
-    return load_mix(str(write_mix(root / "m.toml", [
-        dict(name="web", kind="local", path=str(root / "web/*.jsonl"), weight=2),
-        dict(name="code", kind="local", path=str(root / "code/*.parquet"), text_fields=["content"], weight=1)])))
+    return load_mix(
+        str(
+            write_mix(
+                root / "m.toml",
+                [
+                    dict(name="web", kind="local", path=str(root / "web/*.jsonl"), weight=2),
+                    dict(
+                        name="code", kind="local", path=str(root / "code/*.parquet"), text_fields=["content"], weight=1
+                    ),
+                ],
+            )
+        )
+    )
 
 
 def test_tokenize_writes_memory_mappable_shards_and_a_manifest(tmp_path):
@@ -40,7 +58,7 @@ def test_tokenize_writes_memory_mappable_shards_and_a_manifest(tmp_path):
     tokens = np.memmap(tmp_path / "out/web" / first["tokens_file"], dtype="<u4", mode="r")
     offsets = np.fromfile(tmp_path / "out/web" / first["index_file"], dtype="<u8")
     assert len(offsets) == first["num_documents"] + 1 and offsets[-1] == len(tokens) == first["num_tokens"]
-    doc = tokens[offsets[0]:offsets[1]]
+    doc = tokens[offsets[0] : offsets[1]]
     assert doc[0] == BOS and doc[-1] == EOS
     assert ByteTokenizer().decode(doc) in texts
     assert verify_shard_dir(str(tmp_path / "out/web")) == []
@@ -84,8 +102,9 @@ def test_tokenize_and_loader_refuse_shards_of_another_tokenizer(tmp_path):
     from mlr1_titan.data.mixture_dataset import MixtureDataset
 
     with pytest.raises(DataSourceError, match=r"source 'web'.*shards were made by tokenizer ByteTokenizer"):
-        MixtureDataset(parse_phases(mix.file, []), tokenizer=ShiftedTokenizer(), seq_len=64, batch_size=1,
-                       shards_root=str(out))
+        MixtureDataset(
+            parse_phases(mix.file, []), tokenizer=ShiftedTokenizer(), seq_len=64, batch_size=1, shards_root=str(out)
+        )
 
 
 def test_truncated_or_corrupted_shard_is_reported_with_its_file(tmp_path):
@@ -118,8 +137,16 @@ def test_loader_reads_shards_by_source_name_from_shards_root(tmp_path):
 
 BAD_INPUT = [
     ("missing", None, r"source 'a' \(.*m.toml\): path '.*nothing/\*.jsonl' matches no files"),
-    ("jsonl", {"txt": "x"}, r"source 'a' .*: text field 'text' is absent in .*a.jsonl:1; the record has fields \['txt'\]"),
-    ("parquet", None, r"source 'a' .*: text field\(s\) \['text'\] absent in .*a.parquet; its columns are \['content', 'id'\]"),
+    (
+        "jsonl",
+        {"txt": "x"},
+        r"source 'a' .*: text field 'text' is absent in .*a.jsonl:1; the record has fields \['txt'\]",
+    ),
+    (
+        "parquet",
+        None,
+        r"source 'a' .*: text field\(s\) \['text'\] absent in .*a.parquet; its columns are \['content', 'id'\]",
+    ),
     ("empty", {"text": ""}, r"source 'a' .* is empty"),
     ("badjson", None, r"source 'a': .*a.jsonl:2 is not valid JSON"),
 ]
@@ -149,12 +176,29 @@ def test_cli_tokenize_and_preview_table_and_json(tmp_path, capsys, monkeypatch):
     monkeypatch.syspath_prepend(os.path.dirname(__file__))
     mix = _two_source_mix(tmp_path, docs=300)
     tok = "data_testkit:make_byte_tokenizer"
-    assert mlr1(["tokenize", "--mix", mix.file, "--out", str(tmp_path / "out"), "--workers", "2",
-                 "--tokenizer", tok]) == 0
+    assert (
+        mlr1(["tokenize", "--mix", mix.file, "--out", str(tmp_path / "out"), "--workers", "2", "--tokenizer", tok]) == 0
+    )
     err = capsys.readouterr().err
     assert "ETA" in err and "web: 900 documents" in err
-    assert mlr1(["data", "preview", mix.file, "--tokens", "100000", "--tokenizer", tok,
-                 "--shards", str(tmp_path / "out"), "--seq-len", "512"]) == 0
+    assert (
+        mlr1(
+            [
+                "data",
+                "preview",
+                mix.file,
+                "--tokens",
+                "100000",
+                "--tokenizer",
+                tok,
+                "--shards",
+                str(tmp_path / "out"),
+                "--seq-len",
+                "512",
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     assert "target  realized" in table and "web" in table and "66.67%" in table
     assert mlr1(["data", "preview", mix.file, "--tokens", "50000", "--tokenizer", tok, "--json"]) == 0
@@ -168,11 +212,13 @@ def test_cli_tokenize_and_preview_table_and_json(tmp_path, capsys, monkeypatch):
 
 
 def test_tokenize_with_the_llama3_tokenizer_round_trips(tmp_path):
-    from mlr1_titan.data.cli import build_tokenizer
+    from mlr1_titan.cli.data import build_tokenizer
 
     texts = ["Hello world, this is MobileLLM-R1.", "def f(x):\n    return x ** 2\n", "naïve café 東京"]
     write_jsonl(tmp_path / "t.jsonl", texts)
-    mix = load_mix(str(write_mix(tmp_path / "m.toml", [dict(name="t", kind="local", path=str(tmp_path / "t.jsonl"), weight=1)])))
+    mix = load_mix(
+        str(write_mix(tmp_path / "m.toml", [dict(name="t", kind="local", path=str(tmp_path / "t.jsonl"), weight=1)]))
+    )
     manifest = tokenize_mix(mix, str(tmp_path / "out"), build_tokenizer, stream=QUIET)["t"]
     assert manifest["tokenizer"]["name"] == "Llama3Tokenizer" and manifest["tokenizer"]["vocab_size"] == 128256
     tok = build_tokenizer()
@@ -187,10 +233,16 @@ def test_tokenize_hub_source_from_a_local_dataset_directory(tmp_path):
     hub = tmp_path / "hub" / "org" / "qa"
     write_parquet(hub / "data" / "train-0.parquet", make_docs("qa0", 120), field="question")
     write_parquet(hub / "data" / "train-1.parquet", make_docs("qa1", 80), field="question")
-    mix = load_mix(str(write_mix(tmp_path / "m.toml", [
-        dict(name="qa", kind="hub", path="org/qa", text_fields=["question"], weight=1)])))
-    manifest = tokenize_mix(mix, str(tmp_path / "out"), make_byte_tokenizer, workers=2,
-                            hub_mirror=str(tmp_path / "hub"), stream=QUIET)["qa"]
+    mix = load_mix(
+        str(
+            write_mix(
+                tmp_path / "m.toml", [dict(name="qa", kind="hub", path="org/qa", text_fields=["question"], weight=1)]
+            )
+        )
+    )
+    manifest = tokenize_mix(
+        mix, str(tmp_path / "out"), make_byte_tokenizer, workers=2, hub_mirror=str(tmp_path / "hub"), stream=QUIET
+    )["qa"]
     assert manifest["documents"] == 200 and len(manifest["shards"]) == 2  # one unit per hub data file
     ds = dataset_for(mix.file, shards_root=str(tmp_path / "out"))
     assert ByteTokenizer().decode(next(iter(ds))[0]["input"][0]).startswith("qa")
@@ -200,7 +252,10 @@ def test_bad_hub_source_fails_at_startup_naming_source_and_dataset(tmp_path):
     hub = tmp_path / "org" / "qa"
     write_parquet(hub / "data" / "train-0.parquet", make_docs("qa", 10), field="question")
     wrong_field = write_mix(tmp_path / "f.toml", [dict(name="qa", kind="hub", path=str(hub), weight=1)])
-    with pytest.raises(DataSourceError, match=r"source 'qa' .*text field\(s\) \['text'\] absent in hub dataset .*columns are \['id', 'question'\]"):
+    with pytest.raises(
+        DataSourceError,
+        match=r"source 'qa' .*text field\(s\) \['text'\] absent in hub dataset .*columns are \['id', 'question'\]",
+    ):
         dataset_for(wrong_field)
     missing = write_mix(tmp_path / "m.toml", [dict(name="qa", kind="hub", path=str(tmp_path / "org/none"), weight=1)])
     with pytest.raises(DataSourceError, match=r"source 'qa' .*cannot open hub dataset '.*org/none'"):

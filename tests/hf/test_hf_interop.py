@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
 import torch
-
 from hf_testkit import (
     TEMPLATE,
     build_model,
@@ -17,10 +17,14 @@ from hf_testkit import (
     save_model_dcp,
     tokens,
 )
+
+from mlr1_titan.cli import main as mlr1_cli
+from mlr1_titan.config_registry import load_trainer_config
 from mlr1_titan.hf.config import HFInteropError, hf_config_dict
 from mlr1_titan.hf.export import export_hf
 from mlr1_titan.hf.importer import import_hf
 from mlr1_titan.model.flavors import MLR1_FLAVORS
+from mlr1_titan.resources import model_configs_dir
 
 QUIET = lambda message: None  # noqa: E731
 
@@ -38,8 +42,9 @@ def tiny_export(tiny, tmp_path_factory, llama3_tokenizer, chat_template_file):
     _, ckpt = tiny
     out = tmp_path_factory.mktemp("export") / "hf"
     # 60 MB shards: the embedding (131 MB) alone, the layers together -> index + 2 files.
-    result = export_hf(ckpt, out, tokenizer=llama3_tokenizer, chat_template=chat_template_file,
-                       max_shard_size="60MB", log=QUIET)
+    result = export_hf(
+        ckpt, out, tokenizer=llama3_tokenizer, chat_template=chat_template_file, max_shard_size="60MB", log=QUIET
+    )
     return result
 
 
@@ -49,8 +54,12 @@ def test_export_loads_in_transformers_with_equal_logits(tiny, tiny_export):
     model, _ = tiny
     out = tiny_export.out_dir
     assert sorted(tiny_export.files) == [
-        "config.json", "generation_config.json", "model-00001-of-00002.safetensors",
-        "model-00002-of-00002.safetensors", "model.safetensors.index.json", "tokenizer.json",
+        "config.json",
+        "generation_config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
         "tokenizer_config.json",
     ]
     hf_model = AutoModelForCausalLM.from_pretrained(str(out))
@@ -97,15 +106,22 @@ def test_export_import_export_is_bit_identical(tiny, tiny_export, tmp_path, llam
     back = load_model_from_dcp("tiny", imported)
     for key, value in model.state_dict().items():
         assert torch.equal(back.state_dict()[key], value), key
-    again = export_hf(imported, tmp_path / "hf2", tokenizer=llama3_tokenizer, chat_template=chat_template_file,
-                      max_shard_size="60MB", log=QUIET)
+    again = export_hf(
+        imported,
+        tmp_path / "hf2",
+        tokenizer=llama3_tokenizer,
+        chat_template=chat_template_file,
+        max_shard_size="60MB",
+        log=QUIET,
+    )
     assert files_of(again.out_dir) == files_of(tiny_export.out_dir)
 
 
 def test_bfloat16_export(tiny, tmp_path, llama3_tokenizer):
     model, ckpt = tiny
-    result = export_hf(ckpt, tmp_path / "bf16", dtype="bfloat16", tokenizer=llama3_tokenizer,
-                       chat_template=False, log=QUIET)
+    result = export_hf(
+        ckpt, tmp_path / "bf16", dtype="bfloat16", tokenizer=llama3_tokenizer, chat_template=False, log=QUIET
+    )
     assert json.loads((result.out_dir / "config.json").read_text())["torch_dtype"] == "bfloat16"
     assert "model.safetensors" in result.files and "model.safetensors.index.json" not in result.files
     assert result.weights_bytes == pytest.approx(model.tok_embeddings.weight.numel() * 2, rel=0.15)
@@ -126,28 +142,60 @@ def test_950m_config_carries_table1_shapes():
     flavor = detect_flavor(titan_shapes(MLR1_FLAVORS["950M"]))
     assert flavor == MLR1_FLAVORS["950M"]
     cfg = hf_config_dict(flavor)
-    assert (cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"],
-            cfg["head_dim"], cfg["intermediate_size_mlp"], cfg["vocab_size"]) == (22, 1536, 24, 6, 64, 6144, 128256)
+    assert (
+        cfg["num_hidden_layers"],
+        cfg["hidden_size"],
+        cfg["num_attention_heads"],
+        cfg["num_key_value_heads"],
+        cfg["head_dim"],
+        cfg["intermediate_size_mlp"],
+        cfg["vocab_size"],
+    ) == (22, 1536, 24, 6, 64, 6144, 128256)
     hf_config = Llama4TextConfig.from_dict(cfg)
     with torch.device("meta"):
         hf_model = Llama4ForCausalLM(hf_config)
-    assert sum(p.numel() for p in hf_model.parameters()) == 949_685_760  # paper Table 1 / reference §1.7
+    assert sum(p.numel() for p in hf_model.parameters()) == 949_685_760  # paper Table 1 / paper_facts §1.7
     hf_state = {k: tuple(v.shape) for k, v in hf_model.state_dict().items() if k != "lm_head.weight"}
     assert hf_state == hf_shapes(flavor)
 
 
 def released_config(n_layers=2):
-    """config.json as the released post-trained checkpoints lay it out (reference §1, X1)."""
+    """config.json as the released post-trained checkpoints lay it out (paper_facts §1.3)."""
     return {
-        "architectures": ["Llama4ForCausalLM"], "model_type": "llama4_text", "attention_bias": False,
-        "attention_chunk_size": 32768, "attention_dropout": 0.0, "attn_scale": 0.1, "attn_temperature_tuning": True,
-        "bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009], "floor_scale": 8192, "head_dim": 64,
-        "hidden_act": "silu", "hidden_size": 256, "initializer_range": 0.02, "interleave_moe_layer_step": 0,
-        "intermediate_size": 768, "intermediate_size_mlp": 768, "max_position_embeddings": 32768,
-        "moe_layers": [], "no_rope_layers": [1] * n_layers, "num_attention_heads": 4, "num_experts_per_tok": 0,
-        "num_hidden_layers": n_layers, "num_key_value_heads": 2, "num_local_experts": 0, "pad_token_id": 0,
-        "rms_norm_eps": 1e-05, "rope_scaling": None, "rope_theta": 8000000.0, "tie_word_embeddings": True,
-        "torch_dtype": "bfloat16", "transformers_version": "4.56.0", "use_cache": True, "use_qk_norm": True,
+        "architectures": ["Llama4ForCausalLM"],
+        "model_type": "llama4_text",
+        "attention_bias": False,
+        "attention_chunk_size": 32768,
+        "attention_dropout": 0.0,
+        "attn_scale": 0.1,
+        "attn_temperature_tuning": True,
+        "bos_token_id": 128000,
+        "eos_token_id": [128001, 128008, 128009],
+        "floor_scale": 8192,
+        "head_dim": 64,
+        "hidden_act": "silu",
+        "hidden_size": 256,
+        "initializer_range": 0.02,
+        "interleave_moe_layer_step": 0,
+        "intermediate_size": 768,
+        "intermediate_size_mlp": 768,
+        "max_position_embeddings": 32768,
+        "moe_layers": [],
+        "no_rope_layers": [1] * n_layers,
+        "num_attention_heads": 4,
+        "num_experts_per_tok": 0,
+        "num_hidden_layers": n_layers,
+        "num_key_value_heads": 2,
+        "num_local_experts": 0,
+        "pad_token_id": 0,
+        "rms_norm_eps": 1e-05,
+        "rope_scaling": None,
+        "rope_theta": 8000000.0,
+        "tie_word_embeddings": True,
+        "torch_dtype": "bfloat16",
+        "transformers_version": "4.56.0",
+        "use_cache": True,
+        "use_qk_norm": True,
         "vocab_size": 128256,
     }
 
@@ -166,8 +214,6 @@ def released_folder(tmp_path_factory):
 
 
 def test_import_released_layout_and_reexport(released_folder, tmp_path, llama3_tokenizer):
-    from mlr1_titan.toml_config import load_trainer_config
-
     out = tmp_path / "r1-tiny"
     result = import_hf(released_folder, out, log=QUIET)
     flavor = result.flavor
@@ -202,8 +248,9 @@ def small_hf_folder(folder, config_overrides=None, tensor_overrides=None, vocab=
 
     from mlr1_titan.hf.shapes import hf_shapes
 
-    flavor = MLR1_FLAVORS["tiny"].replace(n_layers=1, dim=64, n_heads=1, n_kv_heads=1, ffn_hidden_dim=128,
-                                          vocab_size=vocab)
+    flavor = MLR1_FLAVORS["tiny"].replace(
+        n_layers=1, dim=64, n_heads=1, n_kv_heads=1, ffn_hidden_dim=128, vocab_size=vocab
+    )
     folder.mkdir(parents=True, exist_ok=True)
     cfg = hf_config_dict(flavor) | (config_overrides or {})
     (folder / "config.json").write_text(json.dumps(cfg))
@@ -243,18 +290,19 @@ def test_import_refuses_configs_we_cannot_run(tmp_path, overrides, message):
     assert "config.json" in str(err.value)
 
 
-def test_import_with_config_of_another_size(released_folder, tmp_path):
-    with pytest.raises(HFInteropError, match=r"different model than --config .*mlr1_950m.toml: n_layers 22 expected, 2 found"):
-        import_hf(released_folder, tmp_path / "out", config="mlr1_950m", log=QUIET)
+def test_import_with_config_of_another_size(released_folder, tmp_path, capsys):
+    assert mlr1_cli(["import-hf", str(released_folder), str(tmp_path / "out"), "--config", "mlr1_950m"]) == 1
+    assert re.search(
+        r"different model than --config .*mlr1_950m.toml\): n_layers 22 expected, 2 found", capsys.readouterr().err
+    )
 
 
-def test_export_errors_name_the_input(tiny, tmp_path):
+def test_export_errors_name_the_input(tiny, tmp_path, capsys):
     _, ckpt = tiny
     with pytest.raises(HFInteropError, match=r"not a torchtitan DCP checkpoint: no \.metadata"):
         export_hf(tmp_path, tmp_path / "out", log=QUIET)
-    with pytest.raises(HFInteropError) as err:
-        export_hf(ckpt, tmp_path / "out", config="mlr1_950m", log=QUIET)
-    assert "tensor tok_embeddings.weight: expected shape [128256, 1536], found [128256, 256]" in str(err.value)
+    assert mlr1_cli(["export-hf", str(ckpt), str(tmp_path / "out"), "--config", "mlr1_950m"]) == 1
+    assert "tensor tok_embeddings.weight: expected shape [128256, 1536], found [128256, 256]" in capsys.readouterr().err
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     with pytest.raises(HFInteropError, match="not empty; pass --force"):
@@ -276,39 +324,48 @@ def test_cli_commands(tiny_export, tmp_path, capsys):
     assert "--chat-template" in capsys.readouterr().out
 
 
-def test_default_chat_template_is_the_sft_one(monkeypatch, tmp_path, llama3_tokenizer):
+def test_default_chat_template_is_the_shipped_sft_one(tmp_path):
     import mlr1_titan.hf.export as export
+    from mlr1_titan.resources import chat_template_file
 
-    sft = tmp_path / "sft" / "chat_template.jinja"
-    monkeypatch.setattr(export, "SFT_CHAT_TEMPLATE", sft)
-    text, source = export.resolve_chat_template(None, llama3_tokenizer)
-    assert text is None and "none written" in source
-    sft.parent.mkdir()
-    sft.write_text(TEMPLATE)
-    text, source = export.resolve_chat_template(None, llama3_tokenizer)
-    assert text == TEMPLATE and "SFT" in source
-    assert export.resolve_chat_template(False, llama3_tokenizer)[0] is None
+    text, source = export.resolve_chat_template(None)
+    assert text == chat_template_file().read_text(encoding="utf-8") and "SFT" in source
+    own = tmp_path / "t.jinja"
+    own.write_text(TEMPLATE)
+    assert export.resolve_chat_template(own) == (TEMPLATE, str(own))
+    assert export.resolve_chat_template(False)[0] is None
+    with pytest.raises(HFInteropError, match="chat template file not found"):
+        export.resolve_chat_template(tmp_path / "missing.jinja")
 
 
 def test_checkpoint_manager_is_wired_with_cli_and_toml(tmp_path):
     from torchtitan.config import ConfigManager
 
-    from launch import REPO
     from mlr1_titan.hf.checkpoint import MLR1CheckpointManager
 
     cfg = ConfigManager().parse_args(
-        ["--module", "mlr1_titan", "--config", "mlr1_tiny", "--checkpoint.enable", "--checkpoint.last_save_in_hf",
-         "--checkpoint.hf_folder", "exports", "--checkpoint.interval", "7"]
+        [
+            "--module",
+            "mlr1_titan",
+            "--config",
+            "mlr1_tiny",
+            "--checkpoint.enable",
+            "--checkpoint.last_save_in_hf",
+            "--checkpoint.hf_folder",
+            "exports",
+            "--checkpoint.interval",
+            "7",
+        ]
     )
     ck = cfg.checkpoint
     assert isinstance(ck, MLR1CheckpointManager.Config)
     assert (ck.enable, ck.last_save_in_hf, ck.hf_folder, ck.interval) == (True, True, "exports", 7)
     assert ck.hf_max_position_embeddings == 4096  # the model's context, not training.seq_len (128)
     toml = tmp_path / "run.toml"
-    toml.write_text(f'extends = "{(REPO / "model_configs/mlr1_tiny.toml").as_posix()}"\n'
-                    '[checkpoint]\nhf_chat_template = "/x/t.jinja"\nkeep_latest_k = 0\n')
-    from mlr1_titan.toml_config import load_trainer_config
-
+    toml.write_text(
+        f'extends = "{(model_configs_dir() / "mlr1_tiny.toml").as_posix()}"\n'
+        '[checkpoint]\nhf_chat_template = "/x/t.jinja"\nkeep_latest_k = 0\n'
+    )
     ck = load_trainer_config(str(toml)).checkpoint
     assert (ck.hf_chat_template, ck.keep_latest_k, ck.interval) == ("/x/t.jinja", 0, 25)
 

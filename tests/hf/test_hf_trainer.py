@@ -8,12 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
-
 from hf_testkit import load_model_from_dcp, max_logit_diff, tokens
-from launch import run_trainer, tensorboard_losses
-from mlr1_titan.hf.export import SFT_CHAT_TEMPLATE, export_hf
+from trainer_testkit import run_trainer, tensorboard_losses
+
+from mlr1_titan.hf.export import export_hf
 from mlr1_titan.hf.importer import import_hf
 from mlr1_titan.model.flavors import MLR1_FLAVORS
+from mlr1_titan.resources import chat_template_file
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +26,18 @@ QUIET = lambda message: None  # noqa: E731
 def fsdp_run(tmp_path_factory):
     """2 ranks, FSDP on CPU: a sharded DCP checkpoint at step 2, torchtitan's HF save at step 3."""
     dump = tmp_path_factory.mktemp("fsdp")
-    run_trainer("mlr1_tiny", dump, "--checkpoint.enable", "--checkpoint.interval", "2", "--training.steps", "3",
-                "--checkpoint.last_save_in_hf", *SMALL, nproc=2)
+    run_trainer(
+        "mlr1_tiny",
+        dump,
+        "--checkpoint.enable",
+        "--checkpoint.interval",
+        "2",
+        "--training.steps",
+        "3",
+        "--checkpoint.last_save_in_hf",
+        *SMALL,
+        nproc=2,
+    )
     return dump / "checkpoint"
 
 
@@ -50,12 +61,17 @@ def test_last_save_in_hf_is_a_complete_folder_outside_the_resume_scan(fsdp_run):
     hf_dir = fsdp_run / "hf" / "step-3"
     assert not (fsdp_run / "step-3").exists() and not (hf_dir / "sharded").exists()
     names = {p.name for p in hf_dir.iterdir()}
-    assert {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-            "model.safetensors.index.json"} <= names
+    assert {
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "model.safetensors.index.json",
+    } <= names
     model = AutoModelForCausalLM.from_pretrained(str(hf_dir))
     assert type(model).__name__ == "Llama4ForCausalLM" and model.config.max_position_embeddings == 4096
     tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
-    expected_template = SFT_CHAT_TEMPLATE.read_text() if SFT_CHAT_TEMPLATE.is_file() else None
+    expected_template = chat_template_file().read_text()
     assert tokenizer.chat_template == expected_template
     assert json.loads((hf_dir / "generation_config.json").read_text())["temperature"] == 0.6
     # A resume of this run takes the DCP checkpoint of step 2, not the HF folder of step 3.
@@ -73,9 +89,20 @@ def test_training_starts_from_an_imported_checkpoint(fsdp_run, tmp_path, llama3_
         assert torch.equal(back.state_dict()[key], value), key
 
     def first_loss(start, dump):
-        run_trainer("mlr1_tiny", dump, "--checkpoint.enable", "--checkpoint.initial_load_path", str(start.resolve()),
-                    "--checkpoint.initial_load_model_only", "--checkpoint.interval", "1000",
-                    "--training.steps", "1", *SMALL, nproc=1)
+        run_trainer(
+            "mlr1_tiny",
+            dump,
+            "--checkpoint.enable",
+            "--checkpoint.initial_load_path",
+            str(start.resolve()),
+            "--checkpoint.initial_load_model_only",
+            "--checkpoint.interval",
+            "1000",
+            "--training.steps",
+            "1",
+            *SMALL,
+            nproc=1,
+        )
         return tensorboard_losses(dump)[1]
 
     with ThreadPoolExecutor(2) as pool:
