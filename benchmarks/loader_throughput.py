@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="time budget per loader")
     args = parser.parse_args()
 
-    from mlr1_titan.cli.data import build_tokenizer
+    from mlr1_titan.cli.tokenizer_option import build_tokenizer
     from mlr1_titan.data.mix_config import load_mix
     from mlr1_titan.data.tokenize import tokenize_mix
 

@@ -8,23 +8,25 @@ file or a bare ``NAME.toml``. Adding a size or stage is adding a TOML, no Python
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+# Every public name of this module is a config name torchtitan may call (`--config NAME`), so the
+# imports are private: a config file named like one of them still resolves to the file.
+from collections.abc import Callable as _Callable
+from pathlib import Path as _Path
 
-from mlr1_titan.config import ConfigError, available_configs, build_config, read_config_file, resolve_config_path
-from mlr1_titan.trainer import MLR1Trainer
+from mlr1_titan import config as _config
+from mlr1_titan.trainer import MLR1Trainer as _MLR1Trainer
 
-__all__ = ["available_configs", "load_trainer_config"]
+__all__ = ["load_trainer_config"]
 
 
-def load_trainer_config(name_or_path: str | Path) -> MLR1Trainer.Config:
+def load_trainer_config(name_or_path: str | _Path) -> _MLR1Trainer.Config:
     """The ``MLR1Trainer.Config`` a config name or TOML path describes (before CLI overrides)."""
-    path = resolve_config_path(str(name_or_path))
-    return build_config(MLR1Trainer.Config, read_config_file(path), path)
+    path = _config.resolve_config_path(str(name_or_path))
+    return _config.build_config(_MLR1Trainer.Config, _config.read_config_file(path), path)
 
 
-def _config_function(name: str) -> Callable[[], MLR1Trainer.Config]:
-    def build() -> MLR1Trainer.Config:
+def _config_function(name: str) -> _Callable[[], _MLR1Trainer.Config]:
+    def build() -> _MLR1Trainer.Config:
         return load_trainer_config(name)
 
     build.__name__ = name
@@ -32,19 +34,19 @@ def _config_function(name: str) -> Callable[[], MLR1Trainer.Config]:
     return build
 
 
-def __getattr__(name: str) -> Callable:
+def __getattr__(name: str) -> _Callable:
     if name.startswith("__"):
         raise AttributeError(name)
-    if name.endswith(".toml") or name in available_configs():
+    if name.endswith(".toml") or name in _config.available_configs():
         return _config_function(name)
 
     # torchtitan swallows AttributeError into a generic message; fail with ours when called.
     def unknown():
-        resolve_config_path(name)  # raises, listing the available configs
-        raise ConfigError(f"unknown config {name!r}")
+        _config.resolve_config_path(name)  # raises, listing the available configs
+        raise _config.ConfigError(f"unknown config {name!r}")
 
     return unknown
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(available_configs()))
+    return sorted({"load_trainer_config", *_config.available_configs()})

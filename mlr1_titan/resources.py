@@ -59,8 +59,8 @@ def config_search_dirs() -> list[Path]:
 
 
 def mix_search_dirs() -> list[Path]:
-    """Where mix names are looked up: $MLR1_DATA_MIX_DIR, the shipped mixes, then ./data_mix."""
-    return [*_env_dirs(DATA_MIX_DIR_ENV), data_mix_dir(), Path.cwd() / "data_mix"]
+    """Where mix names are looked up, first match wins: $MLR1_DATA_MIX_DIR, ./data_mix, the shipped mixes."""
+    return [*_env_dirs(DATA_MIX_DIR_ENV), Path.cwd() / "data_mix", data_mix_dir()]
 
 
 RESOURCES = {

@@ -5,10 +5,12 @@ flag ``--a.b ...`` set the same field (``mlr1_titan.config`` reads TOMLs onto it
 command line onto it) and ``--help`` documents each with its docstring. torchtitan's own sections
 and fields are unchanged; the sections below replace torchtitan's where MobileLLM-R1 adds settings.
 
-Derived, never set by hand: ``model_spec`` (from ``[model]``), the loss's vocabulary and the HF
-export's context (from the model). At start-up the trainer also derives ``training.steps`` from
-``[dataloader.chat] epochs`` when steps <= 0, and installs the CPU device layer on hosts without
-an accelerator.
+Derived, never set by hand: ``model_spec`` is rebuilt from ``[model]`` whenever the config is
+constructed (a ``model_spec`` assigned in Python does not survive ``config.build()``; change
+``config.model`` instead), the loss's vocabulary and the HF export's context (from the model). At
+start-up the trainer also derives ``training.steps`` from ``[dataloader.chat] epochs`` when
+steps <= 0 and ``lr_scheduler.warmup_steps`` from ``warmup_ratio``, and installs the CPU device layer
+on hosts without an accelerator.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class MLR1Trainer(Trainer):
             self.model_spec = self.model.build_spec()
             self.loss.vocab_size = self.model_spec.model.vocab_size
             self.checkpoint.hf_max_position_embeddings = self.model.shape().max_seq_len
+            self._check_validation_data()
             # torchtitan's checks read the activation-checkpointing policy from its config type.
             ac = self.activation_checkpoint
             self.activation_checkpoint = ac.policy()
@@ -73,6 +76,16 @@ class MLR1Trainer(Trainer):
                 Trainer.Config.__post_init__(self)
             finally:
                 self.activation_checkpoint = ac
+
+        def _check_validation_data(self) -> None:
+            if not self.validator.enable or not isinstance(self.validator.dataloader, MLR1DataLoader.Config):
+                return
+            held_out, train = self.validator.dataloader, self.dataloader
+            if held_out.kind == train.kind and held_out.selected().mix == train.selected().mix:
+                raise ValueError(
+                    f"validator.dataloader.{held_out.kind}.mix is {held_out.selected().mix!r}, the training mix: "
+                    f"point it at held-out data (a mix of other files) or disable the validator"
+                )
 
     def __init__(self, config: Config):
         install_cpu_device_layer()
@@ -117,9 +130,20 @@ def resolve_schedule(config: MLR1Trainer.Config) -> None:
     """Fill ``training.steps`` from the chat data's epochs; tell a phase-scheduled mixture loader how
     many batches make one optimizer step."""
     local = config.training.local_batch_size * _data_parallel_degree(config)
-    config.dataloader.mixture.batches_per_step = max(1, _global_batch_size(config) // local)
-    if config.training.steps > 0:
-        return
+    accumulation = max(1, _global_batch_size(config) // local)
+    p = config.parallelism
+    microbatches = (
+        config.training.local_batch_size // p.pipeline_parallel_microbatch_size if p.pipeline_parallel_degree > 1 else 1
+    )
+    config.dataloader.mixture.batches_per_step = accumulation * microbatches
+    if config.training.steps <= 0:
+        _derive_steps_from_data(config)
+    if config.lr_scheduler.warmup_ratio is not None:
+        # Written back so that torchtitan's start-up summary reports the warmup actually used.
+        config.lr_scheduler.warmup_steps = config.lr_scheduler.resolved_warmup_steps(config.training.steps)
+
+
+def _derive_steps_from_data(config: MLR1Trainer.Config) -> None:
     data = config.dataloader.selected()
     if not isinstance(data, ChatDataLoader.Config) or data.epochs is None:
         raise ValueError(

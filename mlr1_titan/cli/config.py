@@ -57,7 +57,7 @@ def _cmd_show(args) -> int:
             + [f"  {line}" for line in derived_lines(config)]
         )
         sys.stdout.write(toml_text(config, header=header))
-    except (ConfigError, ValueError) as err:
+    except (ConfigError, ValueError, AssertionError) as err:  # torchtitan validates with asserts too
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0
@@ -68,7 +68,7 @@ def _cmd_diff(args) -> int:
 
     try:
         a, b = (to_table(resolve(name, [])) for name in (args.a, args.b))
-    except (ConfigError, ValueError) as err:
+    except (ConfigError, ValueError, AssertionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     rows = diff_tables(a, b)

@@ -9,7 +9,7 @@ EXPORT_EPILOG = """\
 examples:
   mlr1 export-hf outputs/checkpoint/step-500000 hf/mlr1-950m
   mlr1 export-hf outputs/checkpoint hf/mlr1-950m --dtype bfloat16      # latest step-N
-  mlr1 export-hf ckpt/step-9000 hf/r1-950m --config mlr1_950m_sft.toml  # stage: rope_theta, 32k context
+  mlr1 export-hf ckpt/step-9000 hf/r1-950m --config mlr1_950m_sft_reasoning  # stage: rope_theta, 32k context
 
 The model shape comes from --config, else from the checkpoint's mlr1_model.toml, else from the
 tensor shapes (head_dim 64 assumed; base-model rope_theta 1e6 and 4096 context).

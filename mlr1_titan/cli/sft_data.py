@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from mlr1_titan.cli.tokenizer_option import build_tokenizer
+
 GREEN, RESET = "\033[32m", "\033[0m"
 OPEN, CLOSE = "⟦", "⟧"
 
@@ -39,7 +41,6 @@ def format_sample(tokenizer, inputs: list[int], labels: list[int], color: bool) 
 
 
 def _cmd_preview_sft(args) -> int:
-    from mlr1_titan.cli.data import build_tokenizer
     from mlr1_titan.data.mix_config import MixError
     from mlr1_titan.data.sources import DataSourceError
     from mlr1_titan.sft.chat_loader import ChatDataset

@@ -16,13 +16,14 @@ from mlr1_titan.resources import config_search_dirs
 
 from .errors import ConfigError
 
-# Settings whose relative paths mean "relative to the TOML that sets them" (a mix may be a name).
-ANCHORED_PATHS = (
-    ("tokenizer", "path"),
-    ("dataloader", "mixture", "mix"),
-    ("dataloader", "chat", "mix"),
-    ("validator", "dataloader", "mixture", "mix"),
-    ("validator", "dataloader", "chat", "mix"),
+# Settings whose relative paths mean "relative to the TOML that sets them". Files are always paths;
+# a mix (or phase entry) may also be a name, so only a value that looks like a path is anchored.
+ANCHORED_FILES = (("tokenizer", "path"), ("checkpoint", "hf_chat_template"))
+ANCHORED_MIXES = tuple(
+    (*prefix, "dataloader", kind, key)
+    for prefix in ((), ("validator",))
+    for kind in ("mixture", "chat")
+    for key in ("mix", "phases")
 )
 
 
@@ -76,16 +77,38 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
+def _table_at(data: dict, keys: tuple[str, ...]) -> dict | None:
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else None
+
+
+def _anchored(value: str, base: Path) -> str:
+    expanded = os.path.expanduser(value)
+    return expanded if os.path.isabs(expanded) else str((base / expanded).resolve())
+
+
+def _looks_like_path(value: str, base: Path) -> bool:
+    name = value.rpartition("@")[0] if "@" in value else value  # a phase entry is MIX@STEP
+    return os.sep in name or name.startswith((".", "~")) or (name.endswith(".toml") and (base / name).is_file())
+
+
 def _anchor_paths(data: dict, path: Path) -> dict:
     """Make relative path values absolute against the file that wrote them, before merging."""
-    for keys in ANCHORED_PATHS:
-        table = data
-        for key in keys[:-1]:
-            table = table.get(key) if isinstance(table, dict) else None
-        value = table.get(keys[-1]) if isinstance(table, dict) else None
-        looks_like_path = isinstance(value, str) and (os.sep in value or value.startswith("."))
-        if looks_like_path and not os.path.isabs(os.path.expanduser(value)):
-            table[keys[-1]] = str((path.parent / value).resolve())
+    base = path.parent
+    for keys in ANCHORED_FILES:
+        table = _table_at(data, keys[:-1])
+        if table is not None and isinstance(table.get(keys[-1]), str) and table[keys[-1]]:
+            table[keys[-1]] = _anchored(table[keys[-1]], base)
+    for keys in ANCHORED_MIXES:
+        table = _table_at(data, keys[:-1])
+        value = table.get(keys[-1]) if table is not None else None
+        if isinstance(value, str) and _looks_like_path(value, base):
+            table[keys[-1]] = _anchored(value, base)
+        elif isinstance(value, list):
+            table[keys[-1]] = [
+                _anchored(v, base) if isinstance(v, str) and _looks_like_path(v, base) else v for v in value
+            ]
     return data
 
 

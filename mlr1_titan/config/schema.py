@@ -77,6 +77,9 @@ def _list_item_dataclass(annotation) -> type | None:
 
 def _type_name(annotation) -> str:
     annotation = _strip_annotated(annotation)
+    if typing.get_args(annotation) and typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        args = ", ".join(_type_name(a) for a in typing.get_args(annotation))
+        return f"{_type_name(typing.get_origin(annotation))}[{args}]"
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
@@ -113,6 +116,8 @@ def _conforms(value: Any, annotation) -> bool:
         return not args or all(_conforms(v, args[0]) for v in value)
     if origin is dict or annotation is dict:
         return isinstance(value, dict)
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        return isinstance(value, annotation)
     return True  # exotic annotations (callables, protocols): left to the dataclass itself
 
 
@@ -168,12 +173,16 @@ def _construct(cls: type, table: Any, base: Any, path: tuple[str, ...], file: Pa
         current = getattr(base, f.name) if base is not None else _default_of(f)
         if f.name not in table:
             if current is dataclasses.MISSING:
-                raise ConfigError(f"{file}: missing [{'.'.join((*path, f.name))}] table")
+                if _dataclass_in(hints.get(f.name, Any)) is not None:
+                    raise ConfigError(f"{file}: missing [{'.'.join((*path, f.name))}] table")
+                raise ConfigError(f"{file}: {_where(path)} missing key {f.name!r}")
             kwargs[f.name] = current
             continue
         value, annotation, where = table[f.name], hints.get(f.name, Any), (*path, f.name)
         nested = type(current) if dataclasses.is_dataclass(current) else _dataclass_in(annotation)
         item_cls = _list_item_dataclass(annotation)
+        if nested is not None and not isinstance(value, dict) and _dataclass_in(annotation) is not None:
+            raise ConfigError(f"{file}: [{'.'.join(where)}] must be a table, got {value!r} ({type(value).__name__})")
         if nested is not None and isinstance(value, dict):
             kwargs[f.name] = _construct(
                 nested, value, current if dataclasses.is_dataclass(current) else None, where, file
@@ -219,12 +228,20 @@ def _plain(value: Any, where: str) -> Any:
 
 
 def to_table(config: Any, where: str = "config") -> dict[str, Any]:
-    """The settable fields of a config tree as plain TOML data (None values are left out)."""
+    """The settable fields of a config tree as plain TOML data.
+
+    TOML has no null: a None is left out, which loads back as the field's default; a None where the
+    default is not None cannot be written and is an error naming the key.
+    """
     out: dict[str, Any] = {}
-    for name in settable_fields(type(config)):
+    for name, f in settable_fields(type(config)).items():
         value = getattr(config, name)
-        if value is not None:
-            out[name] = _plain(value, f"{where}.{name}")
+        if value is None:
+            default = _default_of(f)
+            if default is not None and default is not dataclasses.MISSING:
+                raise ConfigError(f"{where}.{name} is None, which TOML cannot hold (its default is {default!r})")
+            continue
+        out[name] = _plain(value, f"{where}.{name}")
     return out
 
 

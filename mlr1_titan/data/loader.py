@@ -67,11 +67,11 @@ class MixtureDataLoader(ParallelAwareDataloader):
 
         def __post_init__(self) -> None:
             if self.batches_per_step < 1:
-                raise MixError(f"dataloader.batches_per_step must be >= 1, got {self.batches_per_step}")
+                raise MixError(f"dataloader.mixture.batches_per_step must be >= 1, got {self.batches_per_step}")
             for item in self.phases:
                 _, _, at = item.rpartition("@")
                 if "@" in item and not at.replace("_", "").isdigit():
-                    raise MixError(f"dataloader.phases entry {item!r}: expected MIX or MIX@STEP")
+                    raise MixError(f"dataloader.mixture.phases entry {item!r}: expected MIX or MIX@STEP")
 
     def __init__(
         self,

@@ -264,7 +264,7 @@ class MixtureDataset(IterableDataset, Stateful):
         if state["seed"] != self.seed:
             raise ValueError(
                 f"data checkpoint was written with seed {state['seed']}, this run has seed {self.seed}; "
-                "the document order depends on the seed, so resume with the same --dataloader.seed"
+                "the document order depends on the seed, so resume with the same --dataloader.mixture.seed"
             )
         self._loaded_state = state
         if self._readers is not None:

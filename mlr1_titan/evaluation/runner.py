@@ -3,7 +3,7 @@
 Equivalent lm-eval command (what this automates)::
 
     lm_eval --model vllm --model_args pretrained=CKPT,max_model_len=32768 \\
-        --include_path eval_tasks --tasks r1_reasoning --apply_chat_template \\
+        --include_path "$(mlr1 paths eval_tasks)" --tasks r1_reasoning --apply_chat_template \\
         --confirm_run_unsafe_code --gen_kwargs max_gen_toks=30000 --log_samples --output_path OUT
 
 plus what the lm-eval CLI cannot do: per-task sample counts (``--samples aime=64,lcb=16``), a

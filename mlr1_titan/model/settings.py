@@ -2,7 +2,7 @@
 
 A run names a size (``flavor = "950M"``, paper Table 1) and may override any shape field, or gives
 the whole shape itself; the stage adds its numerics (the reasoning-SFT stage multiplies RoPE theta
-by 8 over 32k positions, ``docs/paper_facts.md`` §context). Fields left ``None`` come from the flavor.
+by 8 over 32k positions, ``docs/paper_facts.md`` §1.3). Fields left ``None`` come from the flavor.
 """
 
 from __future__ import annotations

@@ -59,11 +59,24 @@ def shift_conversation(ids: list[int], trained: list[bool]) -> tuple[list[int], 
     return inputs, labels
 
 
+class _OnePassDone(Exception):
+    """A finite (single-pass) dataset reached the end of a source's first epoch."""
+
+
 class _ChatReader:
     """One source's rows -> conversations, with (epoch, cursor) position and skip accounting."""
 
     def __init__(
-        self, mix: ChatMix, index: int, tokenizer, *, seed: int, rank: int, world: int, hub_mirror: str | None
+        self,
+        mix: ChatMix,
+        index: int,
+        tokenizer,
+        *,
+        seed: int,
+        rank: int,
+        world: int,
+        hub_mirror: str | None,
+        infinite: bool = True,
     ):
         self.spec = mix.mix.active_sources()[index]
         self.mapping = mix.mappings[self.spec.name]
@@ -71,6 +84,7 @@ class _ChatReader:
         self.tokenizer = tokenizer
         self.seed, self.rank, self.world = seed, rank, world
         self.epoch, self.cursor = 0, 0
+        self.infinite = infinite
         self._rows: Iterator | None = None
         self._whole_epoch, self._used_this_epoch = True, False
 
@@ -82,7 +96,8 @@ class _ChatReader:
         self._rows = None
 
     def next_row(self) -> tuple[Any, str]:
-        """The next raw row; starts a new epoch (new order) when the source runs out.
+        """The next raw row; starts a new epoch (new order) when the source runs out, or ends a
+        finite dataset (``_OnePassDone``).
 
         An epoch read from its start that produced no usable conversation (``mark_used`` never
         called) means the source cannot feed training: that is an error naming it, never a silent drop.
@@ -111,6 +126,8 @@ class _ChatReader:
                         f"in a whole epoch for data reader {self.rank} of {self.world} "
                         f"({self.cursor} rows read; see the skip counts logged above)"
                     ) from None
+                if not self.infinite:
+                    raise _OnePassDone(self.spec.name) from None
                 self.epoch, self.cursor, self._rows = self.epoch + 1, 0, None
 
     def mark_used(self) -> None:
@@ -130,7 +147,10 @@ class ChatDataset(IterableDataset, Stateful):
         dp_rank: int = 0,
         dp_world_size: int = 1,
         hub_mirror: str | None = None,
+        infinite: bool = True,
     ):
+        """``infinite = False``: one pass, ending when any source would start its second epoch
+        (torchtitan's validator asks for this); the last row is the partial one, padded."""
         if overlength not in OVERLENGTH_POLICIES:
             raise ValueError(f"overlength must be one of {OVERLENGTH_POLICIES}, got {overlength!r}")
         self.mix, self.tokenizer, self.seq_len = mix, tokenizer, seq_len
@@ -138,7 +158,16 @@ class ChatDataset(IterableDataset, Stateful):
         sources = mix.mix.active_sources()
         self.names = [s.name for s in sources]
         self.readers = [
-            _ChatReader(mix, i, tokenizer, seed=seed, rank=dp_rank, world=dp_world_size, hub_mirror=hub_mirror)
+            _ChatReader(
+                mix,
+                i,
+                tokenizer,
+                seed=seed,
+                rank=dp_rank,
+                world=dp_world_size,
+                hub_mirror=hub_mirror,
+                infinite=infinite,
+            )
             for i in range(len(sources))
         ]
         self.sampler = DeficitSampler(self.names, [s.weight for s in sources])
@@ -147,6 +176,7 @@ class ChatDataset(IterableDataset, Stateful):
         self.conversations = [0] * len(sources)
         self.trained_tokens = [0] * len(sources)
         self.pending: Sample | None = None
+        self.exhausted = False
 
     # -- conversations ------------------------------------------------------------------------
 
@@ -196,7 +226,13 @@ class ChatDataset(IterableDataset, Stateful):
         labels: list[int] = []
         positions: list[int] = []
         while True:
-            sample = self.pending or self.next_sample()
+            try:
+                sample = self.pending or self.next_sample()
+            except _OnePassDone:
+                self.exhausted = True
+                if not inputs:
+                    raise
+                break
             self.pending = None
             if inputs and len(inputs) + len(sample.inputs) > self.seq_len:
                 self.pending = sample  # starts the next row
@@ -211,8 +247,11 @@ class ChatDataset(IterableDataset, Stateful):
         return inputs + [self.pad_id] * pad, labels + [IGNORE_INDEX] * pad, positions + list(range(pad))
 
     def __iter__(self):
-        while True:
-            inputs, labels, positions = self.next_row()
+        while not self.exhausted:
+            try:
+                inputs, labels, positions = self.next_row()
+            except _OnePassDone:
+                return
             yield (
                 {
                     "input": torch.tensor(inputs, dtype=torch.long),
@@ -273,6 +312,14 @@ class ChatDataLoader(ParallelAwareDataloader):
         """Unused (torchtitan's HF text loaders)."""
         dataset_path: Annotated[str | None, tyro.conf.Suppress] = None
         """Unused (torchtitan's HF text loaders)."""
+        num_workers: Annotated[int, tyro.conf.Suppress] = 0
+        """Unused: the loader's state lives in the trainer process (the work is tokenizing, not I/O)."""
+        persistent_workers: Annotated[bool, tyro.conf.Suppress] = False
+        """Unused (no worker processes)."""
+        pin_memory: Annotated[bool, tyro.conf.Suppress] = False
+        """Unused (no worker processes)."""
+        prefetch_factor: Annotated[int | None, tyro.conf.Suppress] = None
+        """Unused (no worker processes)."""
         mix: str = "sft_general"
         """Chat mix: a name in data_mix/ (file stem) or a path to a chat-mix TOML."""
         packing: bool = True
@@ -286,13 +333,15 @@ class ChatDataLoader(ParallelAwareDataloader):
         hub_mirror: str | None = None
         """Folder with local snapshots '<hub_mirror>/<dataset id>' used instead of the hub."""
         infinite: bool = True
-        """Kept for torchtitan's validator (it toggles it); chat sources always re-read."""
+        """False: one pass over the mix, ending when any source would start a second epoch (validation)."""
 
         def __post_init__(self) -> None:
             if self.overlength not in OVERLENGTH_POLICIES:
-                raise ValueError(f"dataloader.overlength must be one of {OVERLENGTH_POLICIES}, got {self.overlength!r}")
+                raise ValueError(
+                    f"dataloader.chat.overlength must be one of {OVERLENGTH_POLICIES}, got {self.overlength!r}"
+                )
             if self.epochs is not None and self.epochs <= 0:
-                raise ValueError(f"dataloader.epochs must be > 0, got {self.epochs}")
+                raise ValueError(f"dataloader.chat.epochs must be > 0, got {self.epochs}")
 
     def __init__(
         self,
@@ -316,13 +365,14 @@ class ChatDataLoader(ParallelAwareDataloader):
             dp_rank=dp_rank,
             dp_world_size=dp_world_size,
             hub_mirror=config.hub_mirror,
+            infinite=config.infinite,
         )
         super().__init__(
             self.dataset,
             dp_rank=dp_rank,
             dp_world_size=dp_world_size,
             batch_size=local_batch_size,
-            num_workers=0,  # the state lives in this process; the work is tokenizing, not I/O
+            num_workers=0,
             snapshot_every_n_steps=snapshot_every_n_steps,
         )
 
@@ -404,6 +454,6 @@ def count_rows(spec, hub_mirror: str | None = None) -> int:
     if split is None or not split.num_examples:
         raise DataSourceError(
             f"source '{spec.name}' ({spec.mix_file}): '{path}' does not report the size of split "
-            f"'{spec.split}'; set training.steps explicitly instead of dataloader.epochs"
+            f"'{spec.split}'; set training.steps explicitly instead of dataloader.chat.epochs"
         )
     return int(split.num_examples)

@@ -170,3 +170,63 @@ def test_build_config_works_on_any_dataclass_tree(tmp_path):
     path = tmp_path / "t.toml"
     path.write_text('name = "b"\n[inner]\nx = 2\n')
     assert build_config(Outer, read_config_file(path), path) == Outer(inner=Inner(x=2), name="b")
+
+
+def test_a_value_where_a_table_belongs_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"run.toml: \[optimizer\] must be a table, got 'adam'"):
+        from_toml(tmp_path, 'optimizer = "adam"\n[model]\nflavor = "tiny"\n')
+
+
+def test_param_group_entries_must_be_tables_with_their_required_keys(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[optimizer\] key 'param_groups' must be list\[ParamGroupConfig\]"):
+        from_toml(tmp_path, '[model]\nflavor = "tiny"\n[optimizer]\nparam_groups = ["x"]\n')
+    with pytest.raises(ConfigError, match=r"\[optimizer.param_groups\[0\]\] missing key 'optimizer_name'"):
+        from_toml(tmp_path, '[model]\nflavor = "tiny"\n[[optimizer.param_groups]]\npattern = "x"\n')
+
+
+def test_relative_files_are_relative_to_the_toml_that_names_them(tmp_path, monkeypatch):
+    monkeypatch.chdir("/")
+    cfg = from_toml(tmp_path, '[model]\nflavor = "tiny"\n[tokenizer]\npath = "tok/tokenizer.model"\n')
+    assert cfg.tokenizer.path == str(tmp_path / "tok" / "tokenizer.model")
+    (tmp_path / "mine.toml").write_text("name = 'mine'\n")
+    cfg = from_toml(
+        tmp_path,
+        '[model]\nflavor = "tiny"\n[dataloader.mixture]\nmix = "mine.toml"\nphases = ["demo", "mine.toml@5"]\n',
+    )
+    assert cfg.dataloader.mixture.mix == str(tmp_path / "mine.toml")
+    assert cfg.dataloader.mixture.phases == ["demo", f"{tmp_path / 'mine.toml'}@5"]
+
+
+def test_validating_on_the_training_mix_is_refused(tmp_path, capsys):
+    with pytest.raises(ConfigError, match=r"validator.dataloader.mixture.mix is 'demo', the training mix"):
+        from_toml(
+            tmp_path,
+            '[model]\nflavor = "tiny"\n[dataloader.mixture]\nmix = "demo"\n'
+            '[validator]\nenable = true\n[validator.dataloader.mixture]\nmix = "demo"\n',
+        )
+    with pytest.raises(SystemExit):  # the command line reports it through tyro
+        parse("mlr1_tiny", "--validator.enable", "--validator.dataloader.mixture.mix", "demo")
+    assert "the training mix" in " ".join(capsys.readouterr().err.split())
+    assert parse("mlr1_tiny", "--validator.enable").validator.dataloader.mixture.mix == "pretrain_phase1"
+
+
+def test_a_none_that_toml_cannot_hold_is_an_error_naming_the_key():
+    cfg = parse("mlr1_tiny")
+    cfg.parallelism.context_parallel_load_balancer = None
+    with pytest.raises(ConfigError, match=r"config.parallelism.context_parallel_load_balancer is None"):
+        to_table(cfg)
+
+
+def test_config_names_never_clash_with_the_registry_module_names():
+    from mlr1_titan import config_registry
+
+    with pytest.raises(ConfigError, match="unknown config 'Path'"):
+        config_registry.Path()
+
+
+def test_warmup_ratio_is_resolved_into_warmup_steps_at_start_up():
+    from mlr1_titan.trainer import resolve_schedule
+
+    cfg = parse("mlr1_tiny", "--lr_scheduler.warmup_ratio", "0.1", "--training.steps", "95")
+    resolve_schedule(cfg)
+    assert cfg.lr_scheduler.warmup_steps == 10

@@ -271,3 +271,16 @@ def test_data_show_understands_chat_mixes(capsys):
     assert main(["data", "show", "sft_reasoning"]) == 0
     out = capsys.readouterr().out
     assert "weights are fractions of samples" in out and "open_math_reasoning" in out and "format=qa" in out
+
+
+def test_finite_dataset_is_one_pass_for_the_validator(mix_file, tokenizer):
+    """torchtitan's validator (steps = -1) asks for infinite = False: one pass, then the iterator ends."""
+    finite = dataset(mix_file, tokenizer, infinite=False, packing=False)
+    rows = list(finite)
+    assert rows and finite.exhausted
+    conversations = sum(finite.conversations)
+    # one conversation per row (no packing); the pass ends when a source would start its 2nd epoch
+    assert len(rows) == conversations and max(r.epoch for r in finite.readers) == 0
+    assert conversations <= 2 * 120
+    endless = iter(dataset(mix_file, tokenizer, packing=False))
+    assert len([next(endless) for _ in range(3 * 120)]) == 3 * 120  # infinite: re-reads epochs
