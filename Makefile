@@ -40,7 +40,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/model_step_cpu.py
-	$(PY) benchmarks/gpu_throughput.py
+	$(PY) benchmarks/gpu_check.py
 
 clean:
 	rm -rf outputs .pytest_cache

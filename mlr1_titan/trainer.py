@@ -18,10 +18,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+import torch
 from torchtitan.components.validate import Validator
 from torchtitan.tools.logging import logger
 from torchtitan.trainer import Trainer
 
+from mlr1_titan.cluster import (
+    apply_float8,
+    check_attention_memory,
+    check_tensor_parallel_degree,
+    log_tensor_parallel_layout,
+)
 from mlr1_titan.components.activation_checkpoint import MLR1ActivationCheckpoint
 from mlr1_titan.components.dataloader import MLR1DataLoader
 from mlr1_titan.components.loss import MLR1Loss
@@ -30,7 +37,7 @@ from mlr1_titan.components.optimizer import MLR1Optimizers
 from mlr1_titan.cpu_device import install_cpu_device_layer
 from mlr1_titan.hf.checkpoint import MLR1CheckpointManager
 from mlr1_titan.model.settings import ModelSettings
-from mlr1_titan.sft.chat_loader import ChatDataLoader, derive_steps
+from mlr1_titan.schedule import describe_batches, plan_batches, resolve_schedule
 from mlr1_titan.tokenizer import Llama3Tokenizer, default_tokenizer_file
 
 
@@ -65,6 +72,10 @@ class MLR1Trainer(Trainer):
         """Held-out evaluation during training; its dataloader takes the same settings as [dataloader]."""
 
         def __post_init__(self) -> None:
+            check_tensor_parallel_degree(self.model, self.parallelism.tensor_parallel_degree)
+            if self.model.resolved_attn_backend() == "varlen":
+                # Varlen metadata changes shape every batch, which a captured CUDA graph cannot follow.
+                self.training.disable_cuda_graphs = True
             self.model_spec = self.model.build_spec()
             self.loss.vocab_size = self.model_spec.model.vocab_size
             self.checkpoint.hf_max_position_embeddings = self.model.shape().max_seq_len
@@ -89,8 +100,16 @@ class MLR1Trainer(Trainer):
 
     def __init__(self, config: Config):
         install_cpu_device_layer()
-        resolve_schedule(config)
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        plan = plan_batches(config, world_size)  # an impossible split fails here, naming the valid DP degrees
+        resolve_schedule(config, plan)
+        check_attention_memory(config, on_cuda=torch.cuda.is_available())
+        apply_float8(config)
+        if config.model.resolved_attn_backend() == "varlen":
+            logger.info("attention varlen: CUDA graphs off (varlen metadata changes shape every batch)")
+        logger.info(describe_batches(config, plan))
         super().__init__(config)
+        log_tensor_parallel_layout(self.model_parts, config.parallelism.tensor_parallel_degree)
         if hasattr(self.dataloader, "mix_metrics"):
             self._log_data_metrics_with_training_metrics()
 
@@ -111,48 +130,3 @@ class MLR1Trainer(Trainer):
             )
 
         self.metrics_processor.log = log_with_data_metrics
-
-
-def _data_parallel_degree(config: MLR1Trainer.Config) -> int:
-    p = config.parallelism
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    non_dp = p.tensor_parallel_degree * p.pipeline_parallel_degree * p.context_parallel_degree
-    return max(1, world // non_dp)
-
-
-def _global_batch_size(config: MLR1Trainer.Config) -> int:
-    if config.training.global_batch_size > 0:
-        return config.training.global_batch_size
-    return config.training.local_batch_size * _data_parallel_degree(config)
-
-
-def resolve_schedule(config: MLR1Trainer.Config) -> None:
-    """Fill ``training.steps`` from the chat data's epochs; tell a phase-scheduled mixture loader how
-    many batches make one optimizer step."""
-    local = config.training.local_batch_size * _data_parallel_degree(config)
-    accumulation = max(1, _global_batch_size(config) // local)
-    p = config.parallelism
-    microbatches = (
-        config.training.local_batch_size // p.pipeline_parallel_microbatch_size if p.pipeline_parallel_degree > 1 else 1
-    )
-    config.dataloader.mixture.batches_per_step = accumulation * microbatches
-    if config.training.steps <= 0:
-        _derive_steps_from_data(config)
-    if config.lr_scheduler.warmup_ratio is not None:
-        # Written back so that torchtitan's start-up summary reports the warmup actually used.
-        config.lr_scheduler.warmup_steps = config.lr_scheduler.resolved_warmup_steps(config.training.steps)
-
-
-def _derive_steps_from_data(config: MLR1Trainer.Config) -> None:
-    data = config.dataloader.selected()
-    if not isinstance(data, ChatDataLoader.Config) or data.epochs is None:
-        raise ValueError(
-            f"training.steps is {config.training.steps}: set it, or use dataloader.kind = chat with "
-            "dataloader.chat.epochs so that the step count is derived from the data"
-        )
-    tokenizer = config.tokenizer.build(tokenizer_path=config.hf_assets_path)
-    steps, report = derive_steps(
-        data, tokenizer, seq_len=config.training.seq_len, global_batch_size=_global_batch_size(config)
-    )
-    logger.info(report)
-    config.training.steps = steps

@@ -14,6 +14,7 @@ import sys
 EPILOG = """\
 examples:
   mlr1 config show mlr1_950m --optimizer.lr 1e-3 --model.flavor 360M
+  mlr1 config show --world-size 128 mlr1_950m    # + the batch split on 128 GPUs
   mlr1 config show mlr1_950m > my_run.toml      # then: --config my_run.toml
   mlr1 config diff mlr1_950m mlr1_950m_sft_reasoning
 """
@@ -28,7 +29,9 @@ def resolve(name_or_path: str, overrides: list[str]):
     return ConfigManager().parse_args(["--module", "mlr1_titan", "--config", name_or_path, *overrides])
 
 
-def derived_lines(config) -> list[str]:
+def derived_lines(config, world_size: int | None = None) -> list[str]:
+    from mlr1_titan.schedule import describe_batches, plan_batches
+
     shape = config.model.shape()
     lines = [
         f"model: {config.model_spec.flavor}: {shape.n_layers} layers, dim {shape.dim}, "
@@ -44,6 +47,8 @@ def derived_lines(config) -> list[str]:
         lines.append(f"lr_scheduler: {warmup} warmup steps of {config.training.steps}")
     else:
         lines.append("training.steps: derived from dataloader.chat.epochs at start-up")
+    if world_size is not None:
+        lines.append(f"on {world_size} ranks: {describe_batches(config, plan_batches(config, world_size))}")
     return lines
 
 
@@ -52,9 +57,10 @@ def _cmd_show(args) -> int:
 
     try:
         config = resolve(args.config, args.overrides)
+        world = ["--world-size", str(args.world_size)] if args.world_size else []
         header = "\n".join(
-            [f"mlr1 config show {' '.join([args.config, *args.overrides])}", "derived:"]
-            + [f"  {line}" for line in derived_lines(config)]
+            [f"mlr1 config show {' '.join([*world, args.config, *args.overrides])}", "derived:"]
+            + [f"  {line}" for line in derived_lines(config, args.world_size)]
         )
         sys.stdout.write(toml_text(config, header=header))
     except (ConfigError, ValueError, AssertionError) as err:  # torchtitan validates with asserts too
@@ -88,6 +94,13 @@ def register(subparsers) -> None:
     )
     sub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     show = sub.add_parser("show", help="the resolved configuration as TOML (loadable with --config)")
+    show.add_argument(
+        "--world-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also print the start-up batch line for N ranks (accumulation, tokens per step, paper budget)",
+    )
     show.add_argument("config", help="config name (mlr1_950m) or TOML path")
     show.add_argument("overrides", nargs=argparse.REMAINDER, help="CLI overrides, as for torchtitan.train")
     show.set_defaults(func=_cmd_show)

@@ -2,6 +2,12 @@
 
 Drop it into `Trainer.Config(dataloader=MixtureDataLoader.Config(mix="pretrain_phase1"))`; torchtitan
 builds it with `dp_world_size, dp_rank, tokenizer, seq_len, local_batch_size, snapshot_every_n_steps`.
+
+A step's global batch is the same data whatever the split of that batch into data-parallel ranks
+and gradient-accumulation micro-batches: the global batch has `G = DP x batches_per_step` row blocks
+of `local_batch_size` rows, block `g` is read by its own stream (reader `g` of `G`), and rank `r`
+serves blocks `r*k .. r*k+k-1` (k = batches_per_step) round robin. 8 GPUs with 16 accumulation
+steps and 128 GPUs without train on the same documents in the same steps.
 Batches are `({"input": [B, L] int64, "positions": [B, L] int64}, labels [B, L] int64)`.
 Call `mix_metrics()` / `mix_summary()` at log steps for the realized mix. The `dataset` and
 `dataset_path` fields inherited from torchtitan's `BaseDataLoader.Config` have no use here and are
@@ -15,12 +21,45 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import tyro
+from torch.distributed.checkpoint.stateful import Stateful
+from torch.utils.data import IterableDataset
 from torchtitan.components.dataloader import ParallelAwareDataloader
 from torchtitan.components.tokenizer import BaseTokenizer
 
 from mlr1_titan.data.mix_config import MixError, parse_phases
 from mlr1_titan.data.mix_metrics import MIX_PHASE_KEY, MIX_STATS_KEY, MixMeter
 from mlr1_titan.data.mixture_dataset import MixtureDataset
+
+
+class StepBlocks(IterableDataset, Stateful):
+    """The k row blocks one rank contributes to every step, each from its own stream, in turn."""
+
+    def __init__(self, streams: list[MixtureDataset]):
+        self.streams = streams
+        self._next = 0  # the stream that serves the next batch
+
+    def __iter__(self):
+        iterators = [iter(stream) for stream in self.streams]
+        while True:
+            try:
+                batch = next(iterators[self._next])
+            except StopIteration:
+                return  # finite mode: one stream's pass is over
+            self._next = (self._next + 1) % len(self.streams)
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"next": self._next, "streams": [stream.state_dict() for stream in self.streams]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if len(state["streams"]) != len(self.streams):
+            raise ValueError(
+                f"the data checkpoint holds {len(state['streams'])} streams per rank (batches per step), "
+                f"this run has {len(self.streams)}; resume with the same global and local batch sizes"
+            )
+        self._next = state["next"]
+        for stream, stream_state in zip(self.streams, state["streams"]):
+            stream.load_state_dict(stream_state)
 
 
 class MixtureDataLoader(ParallelAwareDataloader):
@@ -39,7 +78,7 @@ class MixtureDataLoader(ParallelAwareDataloader):
         """Mix schedule, e.g. ["pretrain_phase1", "pretrain_phase2@500000"] (CLI: comma-separated): MIX@N is used once N optimizer steps are done."""
 
         batches_per_step: Annotated[int, tyro.conf.Suppress] = 1
-        """Derived by the trainer: batches per optimizer step (gradient accumulation); turns phase steps into batches."""
+        """Derived by the trainer: batches per optimizer step (gradient accumulation); one data stream each."""
 
         seed: int = 0
         """Seed of every document order (per source and epoch). Must stay the same across a resume."""
@@ -86,24 +125,29 @@ class MixtureDataLoader(ParallelAwareDataloader):
         **kwargs,
     ):
         phases = parse_phases(config.mix, config.phases)
-        dataset = MixtureDataset(
-            phases,
-            tokenizer=tokenizer,
-            seq_len=seq_len,
-            batch_size=local_batch_size,
-            dp_rank=dp_rank,
-            dp_world_size=dp_world_size,
-            seed=config.seed,
-            batches_per_step=config.batches_per_step,
-            shards_root=config.shards_root,
-            hub_mirror=config.hub_mirror,
-            verify_checksums=config.verify_checksums,
-            shuffle_block=config.shuffle_block,
-            hub_shuffle_buffer=config.hub_shuffle_buffer,
-            infinite=config.infinite,
-        )
+        k = config.batches_per_step
+        streams = [
+            MixtureDataset(
+                phases,
+                tokenizer=tokenizer,
+                seq_len=seq_len,
+                batch_size=local_batch_size,
+                dp_rank=dp_rank * k + j,
+                dp_world_size=dp_world_size * k,
+                seed=config.seed,
+                batches_per_step=1,  # each stream serves one block of every step
+                shards_root=config.shards_root,
+                hub_mirror=config.hub_mirror,
+                verify_checksums=config.verify_checksums,
+                shuffle_block=config.shuffle_block,
+                hub_shuffle_buffer=config.hub_shuffle_buffer,
+                infinite=config.infinite,
+            )
+            for j in range(k)
+        ]
+        dataset = streams[0] if k == 1 else StepBlocks(streams)
         self.phases = phases
-        self.meter = MixMeter(dataset.source_names, [(p.mix.name, p.mix.targets()) for p in phases])
+        self.meter = MixMeter(streams[0].source_names, [(p.mix.name, p.mix.targets()) for p in phases])
         self._metrics_prefix = config.metrics_prefix
         super().__init__(
             dataset,

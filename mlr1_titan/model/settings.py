@@ -8,15 +8,17 @@ by 8 over 32k positions, ``docs/paper_facts.md`` §1.3). Fields left ``None`` co
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from torchtitan.components.quantization.float8 import Float8LinearConverter
 from torchtitan.protocols.model_spec import ModelSpec
 
-from mlr1_titan.model import model_registry
+from mlr1_titan.model import default_attn_backend, model_registry
 from mlr1_titan.model.flavors import MLR1_FLAVORS, MLR1Flavor, get_flavor
 
 AttnBackend = Literal["auto", "flex", "flex_flash", "varlen", "sdpa_doc"]
+Float8Recipe = Literal["none", "tensorwise", "rowwise", "rowwise_with_gw_hp"]
 
 
 @dataclass(kw_only=True, slots=True)
@@ -53,6 +55,12 @@ class ModelSettings:
     """Context extension: the stage's RoPE theta is rope_theta x this (8 for reasoning SFT)."""
     attn_backend: AttnBackend = "auto"
     """Attention kernel: auto = flex on GPUs, sdpa_doc (dense document mask) on CPU-only hosts."""
+    float8: Float8Recipe = "none"
+    """float8 training of the Linear layers (torchao recipe; needs `pip install mlr1_titan[float8]`, SM89+)."""
+    float8_filter_fqns: list[str] = field(default_factory=lambda: ["lm_head"])
+    """Linear layers kept in bf16 under float8 (the tied 128,256-row lm_head by default)."""
+    float8_emulate: bool = False
+    """Emulate the float8 matmuls (tests on CPU or older GPUs; eager mode only, slow)."""
 
     def __post_init__(self) -> None:
         if self.flavor is not None and self.flavor not in MLR1_FLAVORS:
@@ -85,9 +93,23 @@ class ModelSettings:
         customised = any(getattr(self, f) is not None for f in _SHAPE_FIELDS)
         return f"{self.flavor}-custom" if customised else self.flavor
 
+    def resolved_attn_backend(self) -> str:
+        return default_attn_backend() if self.attn_backend == "auto" else self.attn_backend
+
     def build_spec(self) -> ModelSpec:
-        backend = None if self.attn_backend == "auto" else self.attn_backend
-        return model_registry(self.shape(), attn_backend=backend, name=self.label())
+        """The ModelSpec without float8: the converter needs the device, so the trainer applies it."""
+        return model_registry(self.shape(), attn_backend=self.resolved_attn_backend(), name=self.label())
+
+    def float8_converter(self, *, compile_enabled: bool) -> Float8LinearConverter.Config | None:
+        if self.float8 == "none":
+            return None
+        return Float8LinearConverter.Config(
+            # torchtitan's annotation lists the rowwise recipes; torchao's recipe lookup takes all three
+            recipe_name=self.float8,  # type: ignore[arg-type]
+            filter_fqns=list(self.float8_filter_fqns),
+            emulate=self.float8_emulate,
+            model_compile_enabled=compile_enabled,
+        )
 
 
 _SHAPE_FIELDS = tuple(f.name for f in dataclasses.fields(MLR1Flavor))

@@ -51,7 +51,7 @@ def test_cli_overrides_apply_on_top_of_the_toml():
             "--module",
             "mlr1_titan",
             "--config",
-            "mlr1_140m",
+            "mlr1_360m",
             "--training.steps",
             "7",
             "--parallelism.tensor_parallel_degree",

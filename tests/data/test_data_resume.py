@@ -164,3 +164,49 @@ def test_resume_with_dataloader_workers(corpus):
     resumed.load_state_dict(state)
     assert same_batches(expected, take(iter(resumed), 6))
     assert MIX_PHASE_KEY not in expected[0][0]
+
+
+def _global_batches(corpus, dp: int, accumulation: int, steps: int) -> list[torch.Tensor]:
+    """Every step's global batch (rows of all ranks and micro-batches, in row-block order)."""
+    ranks = [
+        iter(
+            loader_for(
+                corpus["mix"],
+                dp_world_size=dp,
+                dp_rank=r,
+                seq_len=96,
+                local_batch_size=2,
+                batches_per_step=accumulation,
+            )
+        )
+        for r in range(dp)
+    ]
+    out = []
+    for _ in range(steps):
+        blocks = [next(it)[0]["input"] for it in ranks for _ in range(accumulation)]
+        # rank r serves blocks r*k .. r*k+k-1 in turn: regroup them in block order
+        ordered = [blocks[r * accumulation + j] for r in range(dp) for j in range(accumulation)]
+        out.append(torch.cat(ordered))
+    return out
+
+
+def test_a_steps_global_batch_is_the_same_for_any_split_into_ranks_and_accumulation(corpus):
+    one_rank = _global_batches(corpus, dp=1, accumulation=4, steps=6)
+    assert all(torch.equal(a, b) for a, b in zip(one_rank, _global_batches(corpus, dp=2, accumulation=2, steps=6)))
+    assert all(torch.equal(a, b) for a, b in zip(one_rank, _global_batches(corpus, dp=4, accumulation=1, steps=6)))
+    assert not torch.equal(one_rank[0], one_rank[1])
+
+
+def test_resume_with_accumulation_streams_is_bitwise_identical(corpus, tmp_path):
+    run = loader_for(corpus["mix"], seq_len=96, local_batch_size=2, batches_per_step=3)
+    it = iter(run)
+    take(it, 7)  # mid-step: the next batch comes from the second stream
+    _checkpointer(run, tmp_path).save(curr_step=7)
+    expected = take(it, 9)
+    resumed = loader_for(corpus["mix"], seq_len=96, local_batch_size=2, batches_per_step=3)
+    assert _checkpointer(resumed, tmp_path).load(step=7)
+    assert same_batches(expected, take(iter(resumed), 9))
+    other = loader_for(corpus["mix"], seq_len=96, local_batch_size=2, batches_per_step=2)
+    with pytest.raises(ValueError, match=r"holds 3 streams per rank .* this run has 2"):
+        _checkpointer(other, tmp_path).load(step=7)
+        next(iter(other))  # torchdata hands the state to the dataset when iteration starts

@@ -42,8 +42,9 @@ def test_fsdp2_training_learns_and_resumes_bitwise(tmp_path):
         assert a[step] == b[step], f"step {step}: {a[step]!r} != {b[step]!r}"
 
 
-def test_tensor_parallel_matches_single_rank(tmp_path):
-    # Same starting weights for both layouts: a seed checkpoint written by one rank.
+def test_one_global_batch_gives_the_same_losses_on_any_layout(tmp_path):
+    """mlr1_tiny pins a global batch of 8 rows (local 4): 1 rank with 2 accumulation steps, 2 FSDP
+    ranks without, and TP=2 with accumulation train on the same data from the same weights."""
     seed = tmp_path / "seed"
     run_trainer("mlr1_tiny", seed, "--checkpoint.enable", "--checkpoint.create_seed_checkpoint", nproc=1)
     start = (
@@ -53,20 +54,23 @@ def test_tensor_parallel_matches_single_rank(tmp_path):
         "--checkpoint.initial_load_model_only",
         "--checkpoint.interval",
         "1000",
-    )
-    run_trainer(
-        "mlr1_tiny",
-        tmp_path / "tp2",
-        *SMALL,
-        *start,
         "--training.steps",
         "3",
-        "--parallelism.tensor_parallel_degree",
-        "2",
     )
-    run_trainer("mlr1_tiny", tmp_path / "one", *SMALL, *start, "--training.steps", "3", nproc=1)
-    tp, one = tensorboard_losses(tmp_path / "tp2"), tensorboard_losses(tmp_path / "one")
+    proc = run_trainer("mlr1_tiny", tmp_path / "one", *SMALL, *start, nproc=1)
+    assert "(1 DP ranks x 4 per rank x 2 accumulation steps, 1 ranks)" in proc.stdout + proc.stderr
+    proc = run_trainer("mlr1_tiny", tmp_path / "dp2", *SMALL, *start, "--parallelism.data_parallel_shard_degree", "2")
+    assert "(2 DP ranks x 4 per rank x 1 accumulation steps, 2 ranks)" in proc.stdout + proc.stderr
+    proc = run_trainer("mlr1_tiny", tmp_path / "tp2", *SMALL, *start, "--parallelism.tensor_parallel_degree", "2")
+    log = proc.stdout + proc.stderr
+    # The weights really are sharded: half of w1's 768 rows on each TP rank.
+    assert "tensor parallel: layers.0.feed_forward.w1.weight placements" in log
+    assert "local shape (384, 256) of (768, 256)" in log
+
+    one, dp, tp = (tensorboard_losses(tmp_path / name) for name in ("one", "dp2", "tp2"))
+    print(f"\nlosses: 1 rank x 2 accumulation {one}\n        2 FSDP ranks {dp}\n        TP 2 x 2 accumulation {tp}")
     for step in (1, 2, 3):
+        assert dp[step] == pytest.approx(one[step], rel=1e-5), (step, dp[step], one[step])
         assert tp[step] == pytest.approx(one[step], rel=1e-4), (step, tp[step], one[step])
 
 

@@ -20,7 +20,7 @@ def stage_toml(path, base, train_mix, heldout_mix, seq_len, extra=""):
         '[model]\nflavor = "tiny"\n'
         f'[dataloader.chat]\nmix = "{train_mix.as_posix()}"\nepochs = 1\npacking = true\n'
         "[optimizer]\nlr = 2.0e-3\n"
-        f'[training]\nlocal_batch_size = 4\nseq_len = {seq_len}\nmixed_precision_param = "float32"\n'
+        f'[training]\nlocal_batch_size = 4\nglobal_batch_size = 8\nseq_len = {seq_len}\nmixed_precision_param = "float32"\n'
         '[activation_checkpoint]\nmode = "none"\n'
         "[checkpoint]\nenable = true\ninterval = 1000\n"
         "[metrics]\nlog_freq = 1\n"
