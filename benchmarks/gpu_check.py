@@ -1,11 +1,15 @@
 """The GPU check: one prepared script (about 8 minutes on one H100 / H200) that prints four tables.
 
+Budget on one H100/H200: (a) + (b) about 1.5 minutes, (c) about 6 (9 trainer runs, 3 of them
+compiling); where one command may take at most 10 minutes, run the parts separately
+(``--parts a b``, then ``--parts c``).
+
 (a) flex vs sdpa_doc attention, forward + backward on a packed batch: max logit and gradient
     differences (bf16 tolerance), same weights;
 (b) CUDA graphs on vs off: 6 steps of the real trainer for tiny and 140M: equal losses, peak memory;
 (c) throughput of the real trainer: tokens/s/GPU, MFU and peak memory for 140M / 360M / 950M at the
-    Table 2 per-GPU batch, compile off/on, float8 off/on (float8 only on SM89+), on documents of
-    realistic length (log-normal around 1,000 tokens, not the demo's 40-token ones);
+    Table 2 per-GPU batch: compile off, compile on, compile + float8 rowwise (SM89+ only), on documents
+    of realistic length (log-normal around 1,000 words, not the demo's 40-token ones);
 (d) distillation overhead: needs the distillation stage (not landed yet): reported as skipped.
 
     python benchmarks/gpu_check.py                    # everything
@@ -44,9 +48,12 @@ def _trainer(config: str, dump: Path, *overrides: str, timeout: int = 600) -> di
         "--checkpoint.no-enable", *overrides,
     ]  # fmt: skip
     begin = time.monotonic()
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ, PYTHONUNBUFFERED="1")
-    )
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ, PYTHONUNBUFFERED="1")
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s: {' '.join(cmd)}"}
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
         return {"error": log[-2000:]}
@@ -92,7 +99,7 @@ def part_a(args) -> None:
         models["sdpa_doc"].load_state_dict(models["flex"].state_dict())
         g = torch.Generator().manual_seed(1)
         tokens = torch.randint(0, 128_000, (batch, seq), generator=g).cuda()
-        cuts = sorted(torch.randint(1, seq, (7,), generator=g).tolist())
+        cuts = sorted(set(torch.randint(1, seq, (7,), generator=g).tolist()))
         positions = torch.cat([torch.arange(b - a) for a, b in zip([0, *cuts], [*cuts, seq])]).repeat(batch, 1).cuda()
         out, grads = {}, {}
         for backend, model in models.items():
@@ -141,23 +148,21 @@ def part_c(args, work: Path) -> None:
     print(f"{'flavor':>6} {'B x L':>9} {'compile':>8} {'float8':>7} {'tokens/s/GPU':>13} {'MFU %':>6} {'peak GiB':>9}")
     for size in args.sizes:
         batch, seq = 16, 2048  # Table 2 pre-training
-        for compile_model in (False, True):
-            for float8 in ("none", "rowwise") if float8_ok else ("none",):
-                flags = ["--training.steps", str(args.steps), "--training.local_batch_size", str(batch),
-                         "--training.global_batch_size", str(batch), "--training.seq_len", str(seq),
-                         "--dataloader.mixture.mix", str(args.mix), "--model.float8", float8,
-                         "--compile.enable" if compile_model else "--compile.no-enable"]  # fmt: skip
-                r = _trainer(f"mlr1_{size}", work / f"c_{size}_{compile_model}_{float8}", *flags)
-                if "error" in r:
-                    print(f"{size:>6} {f'{batch}x{seq}':>9} {str(compile_model):>8} {float8:>7}  FAILED\n{r['error']}")
-                    continue
-                steady = [row for row in r["rows"] if row["step"] > args.warmup] or r["rows"][-1:]
-                tps = sum(row["tps"] for row in steady) / len(steady)
-                mfu = sum(row["mfu"] for row in steady) / len(steady)
-                mem = max(row["mem"] for row in r["rows"])
-                print(
-                    f"{size:>6} {f'{batch}x{seq}':>9} {str(compile_model):>8} {float8:>7} {tps:>13,.0f} {mfu:>6.1f} {mem:>9.2f}"
-                )
+        variants = [(False, "none"), (True, "none")] + ([(True, "rowwise")] if float8_ok else [])
+        for compile_model, float8 in variants:
+            flags = ["--training.steps", str(args.steps), "--training.local_batch_size", str(batch),
+                     "--training.global_batch_size", str(batch), "--training.seq_len", str(seq),
+                     "--dataloader.mixture.mix", str(args.mix), "--model.float8", float8,
+                     "--compile.enable" if compile_model else "--compile.no-enable"]  # fmt: skip
+            r = _trainer(f"mlr1_{size}", work / f"c_{size}_{compile_model}_{float8}", *flags)
+            label = f"{size:>6} {f'{batch}x{seq}':>9} {str(compile_model):>8} {float8:>7}"
+            if "error" in r:
+                print(f"{label}  FAILED\n{r['error']}")
+                continue
+            steady = [row for row in r["rows"] if row["step"] > args.warmup] or r["rows"][-1:]
+            tps = sum(row["tps"] for row in steady) / len(steady)
+            mfu = sum(row["mfu"] for row in steady) / len(steady)
+            print(f"{label} {tps:>13,.0f} {mfu:>6.1f} {max(row['mem'] for row in r['rows']):>9.2f}")
     if not float8_ok:
         print(f"float8 skipped: {torch.cuda.get_device_name()} is below SM89")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import torch
 from torchtitan.tools.logging import logger
 
 from mlr1_titan.model.settings import ModelSettings
@@ -41,11 +42,12 @@ SDPA_DOC_MAX_MASK_BYTES = 1 << 30
 def check_attention_memory(config: MLR1Trainer.Config, *, on_cuda: bool) -> None:
     if not on_cuda or config.model.resolved_attn_backend() != "sdpa_doc":
         return
-    t = config.training
-    mask_bytes = t.local_batch_size * t.seq_len * t.seq_len
+    t, p = config.training, config.parallelism
+    rows = p.pipeline_parallel_microbatch_size if p.pipeline_parallel_degree > 1 else t.local_batch_size
+    mask_bytes = rows * t.seq_len * t.seq_len
     if mask_bytes > SDPA_DOC_MAX_MASK_BYTES:
         raise ValueError(
-            f"model.attn_backend sdpa_doc builds a {t.local_batch_size} x {t.seq_len} x {t.seq_len} boolean mask "
+            f"model.attn_backend sdpa_doc builds a {rows} x {t.seq_len} x {t.seq_len} boolean mask "
             f"({mask_bytes / 2**30:.1f} GiB) per micro-batch on the GPU, above its "
             f"{SDPA_DOC_MAX_MASK_BYTES / 2**30:.0f} GiB limit; use model.attn_backend flex (the GPU default) "
             "or varlen, or a smaller training.local_batch_size"
@@ -68,6 +70,22 @@ def apply_float8(config: MLR1Trainer.Config) -> None:
     except ValueError as err:  # no SM89+ GPU (and not emulating)
         raise ValueError(f"model.float8 = {config.model.float8!r}: {err}") from None
     config.model_spec.model = built.convert(config.model_spec.model)
+
+
+def log_float8_layers(model_parts, float8: str) -> None:
+    """One line naming how many Linear layers the built model runs in float8, and which it kept."""
+    if float8 == "none":
+        return
+    from torchtitan.components.quantization.float8 import Float8Linear  # deferred: needs torchao
+
+    converted, kept = 0, []
+    for part in model_parts:
+        for name, module in part.named_modules():
+            if isinstance(module, Float8Linear):
+                converted += 1
+            elif isinstance(module, torch.nn.Linear):
+                kept.append(name)
+    logger.info(f"float8 ({float8}): {converted} Linear layers in float8; kept in high precision: {kept}")
 
 
 def log_tensor_parallel_layout(model_parts, tp: int) -> None:

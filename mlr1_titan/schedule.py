@@ -41,6 +41,8 @@ def plan_batches(config: MLR1Trainer.Config, world_size: int) -> BatchPlan:
     error naming both numbers and the data-parallel degrees that work."""
     t = config.training
     dp = data_parallel_degree(config, world_size)
+    if t.global_batch_size == 0:
+        raise ValueError("training.global_batch_size must be > 0, or -1 for local_batch_size x data-parallel degree")
     global_batch = t.global_batch_size if t.global_batch_size > 0 else t.local_batch_size * dp
     if global_batch % (t.local_batch_size * dp):
         blocks = global_batch // t.local_batch_size if global_batch % t.local_batch_size == 0 else 0

@@ -27,6 +27,7 @@ from mlr1_titan.cluster import (
     apply_float8,
     check_attention_memory,
     check_tensor_parallel_degree,
+    log_float8_layers,
     log_tensor_parallel_layout,
 )
 from mlr1_titan.components.activation_checkpoint import MLR1ActivationCheckpoint
@@ -109,7 +110,13 @@ class MLR1Trainer(Trainer):
             logger.info("attention varlen: CUDA graphs off (varlen metadata changes shape every batch)")
         logger.info(describe_batches(config, plan))
         super().__init__(config)
+        if self.gradient_accumulation_steps != plan.accumulation:  # e.g. a fake-backend dry run's NGPU
+            raise ValueError(
+                f"torchtitan runs {self.gradient_accumulation_steps} accumulation steps, the data plan assumed "
+                f"{plan.accumulation} (WORLD_SIZE {world_size}); the data streams would not match the steps"
+            )
         log_tensor_parallel_layout(self.model_parts, config.parallelism.tensor_parallel_degree)
+        log_float8_layers(self.model_parts, config.model.float8)
         if hasattr(self.dataloader, "mix_metrics"):
             self._log_data_metrics_with_training_metrics()
 

@@ -3,11 +3,14 @@
 Drop it into `Trainer.Config(dataloader=MixtureDataLoader.Config(mix="pretrain_phase1"))`; torchtitan
 builds it with `dp_world_size, dp_rank, tokenizer, seq_len, local_batch_size, snapshot_every_n_steps`.
 
-A step's global batch is the same data whatever the split of that batch into data-parallel ranks
-and gradient-accumulation micro-batches: the global batch has `G = DP x batches_per_step` row blocks
-of `local_batch_size` rows, block `g` is read by its own stream (reader `g` of `G`), and rank `r`
-serves blocks `r*k .. r*k+k-1` (k = batches_per_step) round robin. 8 GPUs with 16 accumulation
-steps and 128 GPUs without train on the same documents in the same steps.
+With gradient accumulation (`batches_per_step` k > 1), a step's global batch is the same data whatever
+its split into data-parallel ranks and accumulation micro-batches: the global batch has
+`G = DP x k` row blocks of `local_batch_size` rows, block `g` is read by its own stream (reader `g`
+of `G`), and rank `r` serves blocks `r*k .. r*k+k-1` in turn (with W dataloader workers, worker `w`
+serves every W-th of them; W must divide k). So 8 GPUs with 16 accumulation steps and 64 GPUs with 2
+train on the same documents in the same steps, for the same local batch and without pipeline
+parallelism. Without accumulation (k = 1) the rank's one stream is split over its workers, as
+before; large jobs should read `mlr1 tokenize` shards (every stream opens its own hub streams).
 Batches are `({"input": [B, L] int64, "positions": [B, L] int64}, labels [B, L] int64)`.
 Call `mix_metrics()` / `mix_summary()` at log steps for the realized mix. The `dataset` and
 `dataset_path` fields inherited from torchtitan's `BaseDataLoader.Config` have no use here and are
@@ -22,7 +25,7 @@ from typing import Annotated, Any
 
 import tyro
 from torch.distributed.checkpoint.stateful import Stateful
-from torch.utils.data import IterableDataset
+from torch.utils.data import IterableDataset, get_worker_info
 from torchtitan.components.dataloader import ParallelAwareDataloader
 from torchtitan.components.tokenizer import BaseTokenizer
 
@@ -39,19 +42,28 @@ class StepBlocks(IterableDataset, Stateful):
         self._next = 0  # the stream that serves the next batch
 
     def __iter__(self):
-        iterators = [iter(stream) for stream in self.streams]
+        info = get_worker_info()
+        # Worker w of W serves streams w, w+W, ...: the loader's round robin over workers then
+        # yields the blocks of a step in order (W divides the number of streams).
+        mine = self.streams[info.id :: info.num_workers] if info else self.streams
+        iterators = [iter(stream) for stream in mine]
         while True:
             try:
                 batch = next(iterators[self._next])
             except StopIteration:
                 return  # finite mode: one stream's pass is over
-            self._next = (self._next + 1) % len(self.streams)
+            self._next = (self._next + 1) % len(mine)
             yield batch
 
     def state_dict(self) -> dict[str, Any]:
         return {"next": self._next, "streams": [stream.state_dict() for stream in self.streams]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "streams" not in state:
+            raise ValueError(
+                f"the data checkpoint holds 1 stream per rank (no gradient accumulation), this run reads "
+                f"{len(self.streams)}: resume with the same global batch, local batch and DP degree"
+            )
         if len(state["streams"]) != len(self.streams):
             raise ValueError(
                 f"the data checkpoint holds {len(state['streams'])} streams per rank (batches per step), "
@@ -126,25 +138,33 @@ class MixtureDataLoader(ParallelAwareDataloader):
     ):
         phases = parse_phases(config.mix, config.phases)
         k = config.batches_per_step
-        streams = [
-            MixtureDataset(
-                phases,
-                tokenizer=tokenizer,
-                seq_len=seq_len,
-                batch_size=local_batch_size,
-                dp_rank=dp_rank * k + j,
-                dp_world_size=dp_world_size * k,
-                seed=config.seed,
-                batches_per_step=1,  # each stream serves one block of every step
-                shards_root=config.shards_root,
-                hub_mirror=config.hub_mirror,
-                verify_checksums=config.verify_checksums,
-                shuffle_block=config.shuffle_block,
-                hub_shuffle_buffer=config.hub_shuffle_buffer,
-                infinite=config.infinite,
+        if k > 1 and config.num_workers > 1 and k % config.num_workers:
+            raise MixError(
+                f"dataloader.mixture.num_workers {config.num_workers} must divide the {k} batches per step "
+                "(gradient accumulation steps): each worker serves whole streams"
             )
-            for j in range(k)
-        ]
+        streams: list[MixtureDataset] = []
+        for j in range(k):
+            streams.append(
+                MixtureDataset(
+                    phases,
+                    tokenizer=tokenizer,
+                    seq_len=seq_len,
+                    batch_size=local_batch_size,
+                    dp_rank=dp_rank * k + j,
+                    dp_world_size=dp_world_size * k,
+                    seed=config.seed,
+                    batches_per_step=1 if k > 1 else config.batches_per_step,
+                    shards_root=config.shards_root,
+                    hub_mirror=config.hub_mirror,
+                    verify_checksums=config.verify_checksums,
+                    shuffle_block=config.shuffle_block,
+                    hub_shuffle_buffer=config.hub_shuffle_buffer,
+                    infinite=config.infinite,
+                    split_over_workers=k == 1,
+                    plans=streams[0].plans if streams else None,
+                )
+            )
         dataset = streams[0] if k == 1 else StepBlocks(streams)
         self.phases = phases
         self.meter = MixMeter(streams[0].source_names, [(p.mix.name, p.mix.targets()) for p in phases])

@@ -53,7 +53,12 @@ class MixtureDataset(IterableDataset, Stateful):
         shuffle_block: int = 4096,
         hub_shuffle_buffer: int = 10_000,
         infinite: bool = True,
+        split_over_workers: bool = True,
+        plans: dict[str, TextPlan | ShardPlan] | None = None,
     ):
+        """``split_over_workers = False``: this dataset is one whole stream even inside a dataloader
+        worker (the caller gives each worker its own streams); ``plans``: the source plans of a sibling
+        stream of the same phases, reused instead of resolving every source again."""
         if seq_len < 1 or batch_size < 1 or batches_per_step < 1:
             raise ValueError(
                 f"seq_len, batch_size, batches_per_step must be >= 1 (got {seq_len}, {batch_size}, {batches_per_step})"
@@ -80,11 +85,12 @@ class MixtureDataset(IterableDataset, Stateful):
         # Resolve and check every source that will ever be read, now, in the main process:
         # missing files, bad manifests and tokenizer mismatches fail at startup, not at step 400k.
         self.tokenizer_info = tokenizer_fingerprint(tokenizer)
+        self.split_over_workers = split_over_workers
         needed = {s.name for ph in phases for s in ph.mix.active_sources()}
         self.plans: dict[str, TextPlan | ShardPlan] = {}
         for name in self.source_names:
             if name in needed:
-                self.plans[name] = self._plan(self.specs[name], shards_root, hub_mirror)
+                self.plans[name] = plans[name] if plans else self._plan(self.specs[name], shards_root, hub_mirror)
 
         self._readers: dict[str, ShardReader | TextReader] | None = None
         self._loaded_state: dict[str, Any] | None = None
@@ -112,7 +118,7 @@ class MixtureDataset(IterableDataset, Stateful):
     def _activate(self) -> None:
         if self._readers is not None:
             return
-        info = get_worker_info()
+        info = get_worker_info() if self.split_over_workers else None
         self._num_workers = info.num_workers if info else 1
         self._worker_id = info.id if info else 0
         # Dataloader workers are extra readers: worker w of rank r reads as rank r*W + w.
@@ -259,6 +265,11 @@ class MixtureDataset(IterableDataset, Stateful):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "streams" in state:
+            raise ValueError(
+                f"the data checkpoint holds {len(state['streams'])} streams per rank (gradient accumulation "
+                "steps), this run reads 1: resume with the same global batch, local batch and DP degree"
+            )
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"data checkpoint has state version {state.get('version')}, expected {STATE_VERSION}")
         if state["seed"] != self.seed:

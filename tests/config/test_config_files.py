@@ -170,3 +170,13 @@ def test_context_parallel_is_refused_with_a_clear_message():
     )
     with pytest.raises(ValueError, match="context_parallel_degree=2"):
         cfg.model_spec.model.update_from_config(config=cfg)
+
+
+def test_midtrain_stage_configs_carry_table2():
+    one, two = config_registry.mlr1_950m_midtrain_phase1(), config_registry.mlr1_950m_midtrain_phase2()
+    assert (one.dataloader.mixture.mix, two.dataloader.mixture.mix) == ("midtrain_phase1", "midtrain_phase2")
+    for cfg in (one, two):
+        t, s = cfg.training, cfg.lr_scheduler
+        assert (t.local_batch_size, t.global_batch_size, t.seq_len, t.steps) == (4, 512, 4096, 50_000)
+        assert cfg.optimizer.lr == 3.6e-4 and (s.decay_type, s.min_lr_factor) == ("linear", 0.0)
+        assert cfg.checkpoint.initial_load_model_only and cfg.model_spec.flavor == "950M"

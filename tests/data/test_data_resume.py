@@ -210,3 +210,56 @@ def test_resume_with_accumulation_streams_is_bitwise_identical(corpus, tmp_path)
     with pytest.raises(ValueError, match=r"holds 3 streams per rank .* this run has 2"):
         _checkpointer(other, tmp_path).load(step=7)
         next(iter(other))  # torchdata hands the state to the dataset when iteration starts
+
+
+def test_accumulation_streams_with_workers_keep_the_data_and_the_phase_switch(corpus, tmp_path):
+    without = _global_batches(corpus, dp=1, accumulation=4, steps=5)
+    ranks = [
+        iter(
+            loader_for(
+                corpus["mix"],
+                dp_world_size=2,
+                dp_rank=r,
+                seq_len=96,
+                local_batch_size=2,
+                batches_per_step=2,
+                num_workers=2,
+            )
+        )
+        for r in range(2)
+    ]
+    for step in range(5):
+        blocks = [next(it)[0]["input"] for it in ranks for _ in range(2)]
+        assert torch.equal(torch.cat(blocks), without[step]), step
+    # the phase switch lands on the step, with two workers serving two streams each
+    write_jsonl(tmp_path / "a.jsonl", make_docs("a", 300))
+    only_a = write_mix(tmp_path / "a.toml", [dict(name="a", kind="local", path=str(tmp_path / "a.jsonl"), weight=1)])
+    only_b = write_mix(
+        tmp_path / "b.toml", [dict(name="a", kind="local", path=str(tmp_path / "a.jsonl"), weight=1)], name="b"
+    )
+    loader = loader_for("unused", phases=[str(only_a), f"{only_b}@3"], batches_per_step=4, num_workers=2)
+    it = iter(loader)
+    phases = []
+    for _ in range(20):
+        next(it)
+        phases.append(loader.meter.phase)
+    assert phases == [0] * 12 + [1] * 8
+    with pytest.raises(ValueError, match=r"num_workers 3 must divide the 4 batches per step"):
+        loader_for(corpus["mix"], batches_per_step=4, num_workers=3)
+
+
+def test_resuming_across_a_change_of_accumulation_is_refused_clearly(corpus, tmp_path):
+    plain = loader_for(corpus["mix"], seq_len=96, local_batch_size=2)
+    take(iter(plain), 3)
+    _checkpointer(plain, tmp_path / "plain").save(curr_step=3)
+    streams = loader_for(corpus["mix"], seq_len=96, local_batch_size=2, batches_per_step=2)
+    take(iter(streams), 4)
+    _checkpointer(streams, tmp_path / "streams").save(curr_step=4)
+    with pytest.raises(ValueError, match=r"holds 1 stream per rank .* this run reads 2"):
+        other = loader_for(corpus["mix"], seq_len=96, local_batch_size=2, batches_per_step=2)
+        _checkpointer(other, tmp_path / "plain").load(step=3)
+        next(iter(other))
+    with pytest.raises(ValueError, match=r"holds 2 streams per rank .* this run reads 1"):
+        other = loader_for(corpus["mix"], seq_len=96, local_batch_size=2)
+        _checkpointer(other, tmp_path / "streams").load(step=4)
+        next(iter(other))

@@ -21,7 +21,7 @@ def parse(name: str, *overrides: str):
     ("name", "global_batch", "local_batch", "seq"),
     [
         ("mlr1_950m", 2048, 16, 2048),  # Table 2, pre-training
-        ("mlr1_360m_midtrain", 512, 4, 4096),  # mid-training
+        ("mlr1_360m_midtrain_phase2", 512, 4, 4096),  # mid-training
         ("mlr1_140m_sft_general", 512, 4, 4096),  # general SFT
         ("mlr1_950m_sft_reasoning", 1024, 8, 32768),  # reasoning SFT
     ],

@@ -98,3 +98,25 @@ def test_new_size_is_a_toml_file(tmp_path):
     assert f"size: {expected:,} total parameters" in proc.stdout + proc.stderr
     losses = tensorboard_losses(tmp_path / "out")
     assert losses[4] < losses[1]
+
+
+def test_float8_from_the_config_trains_through_the_job_config_launch_line(tmp_path):
+    """`-m mlr1_titan.train --job.config mlr1_tiny.toml` with emulated float8: the built model runs
+    every Linear but the tied lm_head in float8, and trains."""
+    proc = run_trainer(
+        "mlr1_tiny.toml",
+        tmp_path / "f8",
+        *SMALL,
+        "--training.steps",
+        "3",
+        "--model.float8",
+        "tensorwise",
+        "--model.float8_emulate",
+        nproc=1,
+        job_config_launcher=True,
+    )
+    log = proc.stdout + proc.stderr
+    # 4 blocks x (wqkv, wo, w1, w2, w3) = 20 float8 layers; the lm_head stays high precision
+    assert "float8 (tensorwise): 20 Linear layers in float8; kept in high precision: ['lm_head']" in log
+    losses = tensorboard_losses(tmp_path / "f8")
+    assert sorted(losses) == [1, 2, 3] and losses[3] < losses[1]

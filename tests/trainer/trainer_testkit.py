@@ -18,28 +18,20 @@ def run_trainer(
     nproc: int = 2,
     env: dict | None = None,
     timeout: int = 900,
+    job_config_launcher: bool = False,
 ) -> subprocess.CompletedProcess:
-    """Run ``torchrun --nproc_per_node=nproc -m torchtitan.train --module mlr1_titan --config config``."""
+    """Run ``torchrun --nproc_per_node=nproc -m torchtitan.train --module mlr1_titan --config config``
+    (or, with ``job_config_launcher``, ``-m mlr1_titan.train --job.config config``)."""
+    launch = ["mlr1_titan.train", "--job.config", config] if job_config_launcher else [
+        "torchtitan.train", "--module", "mlr1_titan", "--config", config,
+    ]  # fmt: skip
     cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        f"--nproc_per_node={nproc}",
-        "--rdzv_backend=c10d",
-        "--rdzv_endpoint=localhost:0",
-        "-m",
-        "torchtitan.train",
-        "--module",
-        "mlr1_titan",
-        "--config",
-        config,
-        "--dump_folder",
-        str(dump_folder),
-        "--metrics.log_freq",
-        "1",
-        "--metrics.enable_tensorboard",
+        sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+        "--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0",
+        "-m", *launch,
+        "--dump_folder", str(dump_folder), "--metrics.log_freq", "1", "--metrics.enable_tensorboard",
         *overrides,
-    ]
+    ]  # fmt: skip
     full_env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **(env or {}))
     proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
