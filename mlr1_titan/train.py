@@ -26,10 +26,14 @@ def torchtitan_argv(argv: list[str]) -> list[str]:
         flag, eq, value = arg.partition("=")
         if flag in _CONFIG_FLAGS:
             if not eq:
-                if i + 1 >= len(argv):
+                if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
                     raise SystemExit(f"{arg} needs a config name or TOML path")
                 value = argv[i + 1]
                 i += 1
+            if not value:
+                raise SystemExit(f"{flag} needs a config name or TOML path")
+            if config is not None:
+                raise SystemExit(f"{flag} given twice ({config!r} and {value!r})")
             config = value
         elif flag in ("--module", "--config"):
             raise SystemExit(f"{flag}: this launcher takes --job.config; or use `-m torchtitan.train {flag} ...`")
@@ -43,9 +47,14 @@ def torchtitan_argv(argv: list[str]) -> list[str]:
 
 def main() -> None:
     sys.argv = [sys.argv[0], *torchtitan_argv(sys.argv[1:])]
-    from torchtitan.train import main as torchtitan_main  # deferred: the rewrite must come first
+    from torchtitan.train import main as torchtitan_main
 
-    torchtitan_main()
+    from mlr1_titan.config import ConfigError  # deferred: torchtitan loads in seconds; argv errors come first
+
+    try:
+        torchtitan_main()
+    except ConfigError as err:  # a bad config file or name: one line, not a traceback per rank
+        raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from mlr1_titan.components.loss import MLR1Loss
 from mlr1_titan.components.lr_scheduler import MLR1LRSchedulers
 from mlr1_titan.components.optimizer import MLR1Optimizers
 from mlr1_titan.cpu_device import install_cpu_device_layer
+from mlr1_titan.data.mix_config import resolve_mix_path
 from mlr1_titan.hf.checkpoint import MLR1CheckpointManager
 from mlr1_titan.model.settings import ModelSettings
 from mlr1_titan.schedule import describe_batches, plan_batches, resolve_schedule
@@ -80,6 +81,7 @@ class MLR1Trainer(Trainer):
             self.model_spec = self.model.build_spec()
             self.loss.vocab_size = self.model_spec.model.vocab_size
             self.checkpoint.hf_max_position_embeddings = self.model.shape().max_seq_len
+            self._check_run_length_and_data()
             self._check_validation_data()
             # torchtitan's checks read the activation-checkpointing policy from its config type.
             ac = self.activation_checkpoint
@@ -88,6 +90,26 @@ class MLR1Trainer(Trainer):
                 Trainer.Config.__post_init__(self)
             finally:
                 self.activation_checkpoint = ac
+
+        def _check_run_length_and_data(self) -> None:
+            t, context = self.training, self.model.shape().max_seq_len
+            if t.seq_len > context:
+                raise ValueError(
+                    f"training.seq_len {t.seq_len} exceeds model.max_seq_len {context}, the context this stage "
+                    f"records: raise model.max_seq_len (e.g. --model.max_seq_len {t.seq_len}) or shorten seq_len"
+                )
+            if t.global_batch_size == 0:
+                raise ValueError(
+                    "training.global_batch_size must be > 0, or -1 for local_batch_size x data-parallel degree"
+                )
+            data = self.dataloader.selected()
+            if t.steps <= 0 and getattr(data, "epochs", None) is None:
+                raise ValueError(
+                    f"training.steps is {t.steps}: set it, or use dataloader.kind = chat with dataloader.chat.epochs "
+                    "so that the step count is derived from the data"
+                )
+            for name in [data.mix, *(p.rpartition("@")[0] or p for p in getattr(data, "phases", []))]:
+                resolve_mix_path(name)  # raises MixError (a ValueError) listing where it looked
 
         def _check_validation_data(self) -> None:
             if not self.validator.enable or not isinstance(self.validator.dataloader, MLR1DataLoader.Config):

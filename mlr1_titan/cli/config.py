@@ -20,6 +20,13 @@ examples:
 """
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def resolve(name_or_path: str, overrides: list[str]):
     """The MLR1Trainer.Config that `torchrun -m torchtitan.train --module mlr1_titan --config NAME
     OVERRIDES...` trains with."""
@@ -96,7 +103,7 @@ def register(subparsers) -> None:
     show = sub.add_parser("show", help="the resolved configuration as TOML (loadable with --config)")
     show.add_argument(
         "--world-size",
-        type=int,
+        type=_positive_int,
         default=None,
         metavar="N",
         help="also print the start-up batch line for N ranks (accumulation, tokens per step, paper budget)",

@@ -5,18 +5,22 @@ paper's recipe is one AdamW with weight decay off for norm scales, so the conven
 generate those groups. Precedence, most specific first:
 
 1. a group in ``param_groups`` (torchtitan's field) matches before the generated ones, and its own
-   ``optimizer_kwargs`` win key by key over the convenience keys, which fill the rest;
+   ``optimizer_kwargs`` win key by key over the convenience keys, which fill the rest (for Adam /
+   AdamW groups; a group of another optimizer is used exactly as written);
 2. ``no_decay_pattern`` parameters: the convenience keys with ``weight_decay = 0``;
 3. every other parameter: the convenience keys.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from torchtitan.components.optimizer import OptimizersContainer
 from torchtitan.components.optimizer.optimizer import ParamGroupConfig
+
+_ADAM = ("Adam", "AdamW")  # the optimizers the convenience keys (lr, betas, eps, weight_decay) describe
 
 
 class MLR1Optimizers(OptimizersContainer):
@@ -40,6 +44,20 @@ class MLR1Optimizers(OptimizersContainer):
                 raise ValueError(f"optimizer.lr must be > 0, got {self.lr}")
             if not all(0.0 <= b < 1.0 for b in self.betas):
                 raise ValueError(f"optimizer.betas must lie in [0, 1), got {list(self.betas)}")
+            patterns = [("no_decay_pattern", self.no_decay_pattern)] if self.no_decay_pattern else []
+            patterns += [(f"param_groups[{i}].pattern", g.pattern) for i, g in enumerate(self.param_groups)]
+            for where, pattern in patterns:
+                try:
+                    re.compile(pattern)
+                except re.error as err:
+                    raise ValueError(f"optimizer.{where} {pattern!r} is not a regular expression: {err}") from None
+            for i, group in enumerate(self.param_groups):
+                for key in ("lr", "eps", "weight_decay"):
+                    value = group.optimizer_kwargs.get(key)
+                    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                        raise ValueError(
+                            f"optimizer.param_groups[{i}].optimizer_kwargs.{key} must be a number, got {value!r}"
+                        )
 
         def base_kwargs(self) -> dict[str, Any]:
             return {
@@ -56,7 +74,9 @@ class MLR1Optimizers(OptimizersContainer):
                 ParamGroupConfig(
                     pattern=g.pattern,
                     optimizer_name=g.optimizer_name,
-                    optimizer_kwargs={**base, **g.optimizer_kwargs},
+                    optimizer_kwargs={**base, **g.optimizer_kwargs}
+                    if g.optimizer_name in _ADAM
+                    else dict(g.optimizer_kwargs),
                 )
                 for g in self.param_groups
             ]

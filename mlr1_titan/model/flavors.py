@@ -41,6 +41,24 @@ class MLR1Flavor:
     init_std: float = 0.02
     """Std of the N(0, std) init of every Linear/Embedding (HF ``initializer_range``, docs/paper_facts.md)."""
 
+    def __post_init__(self) -> None:
+        sizes = ("n_layers", "dim", "n_heads", "n_kv_heads", "ffn_hidden_dim", "head_dim", "vocab_size", "max_seq_len")
+        bad = [f"{name} = {getattr(self, name)}" for name in sizes if getattr(self, name) < 1]
+        bad += [
+            f"{name} = {getattr(self, name)}"
+            for name in ("rope_theta", "norm_eps", "init_std")
+            if getattr(self, name) <= 0
+        ]
+        if bad:
+            raise ValueError(
+                f"model shape: {', '.join(bad)}; every size must be >= 1 and rope_theta, norm_eps, init_std > 0"
+            )
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(
+                f"model shape: n_heads {self.n_heads} is not a multiple of n_kv_heads {self.n_kv_heads} "
+                "(grouped-query attention shares each KV head among a whole number of query heads)"
+            )
+
     def replace(self, **overrides) -> "MLR1Flavor":
         return dataclasses.replace(self, **overrides)
 

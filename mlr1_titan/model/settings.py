@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from torchtitan.components.quantization.float8 import Float8LinearConverter
 from torchtitan.protocols.model_spec import ModelSpec
 
 from mlr1_titan.model import default_attn_backend, model_registry
 from mlr1_titan.model.flavors import MLR1_FLAVORS, MLR1Flavor, get_flavor
+
+if TYPE_CHECKING:
+    from torchtitan.components.quantization.float8 import Float8LinearConverter
 
 AttnBackend = Literal["auto", "flex", "flex_flash", "varlen", "sdpa_doc"]
 Float8Recipe = Literal["none", "tensorwise", "rowwise", "rowwise_with_gw_hp"]
@@ -73,6 +75,7 @@ class ModelSettings:
                 )
         if self.rope_theta_multiplier <= 0:
             raise ValueError(f"model.rope_theta_multiplier must be > 0, got {self.rope_theta_multiplier}")
+        self.shape()  # an impossible shape (0 layers, 3 query heads over 2 KV heads, ...) fails here
 
     def shape(self) -> MLR1Flavor:
         """The decoder this table describes, the stage's RoPE theta applied."""
@@ -103,6 +106,9 @@ class ModelSettings:
     def float8_converter(self, *, compile_enabled: bool) -> Float8LinearConverter.Config | None:
         if self.float8 == "none":
             return None
+        # deferred: importing it imports torchao (optional, and noisy at import time)
+        from torchtitan.components.quantization.float8 import Float8LinearConverter
+
         return Float8LinearConverter.Config(
             # torchtitan's annotation lists the rowwise recipes; torchao's recipe lookup takes all three
             recipe_name=self.float8,  # type: ignore[arg-type]

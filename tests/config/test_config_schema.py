@@ -230,3 +230,40 @@ def test_warmup_ratio_is_resolved_into_warmup_steps_at_start_up():
     cfg = parse("mlr1_tiny", "--lr_scheduler.warmup_ratio", "0.1", "--training.steps", "95")
     resolve_schedule(cfg, plan_batches(cfg, 1))
     assert cfg.lr_scheduler.warmup_steps == 10
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["--model.n_layers", "-1"], "model shape: n_layers = -1"),
+        (["--model.n_heads", "3"], "n_heads 3 is not a multiple of n_kv_heads 2"),
+        (["--training.seq_len", "5000"], "training.seq_len 5000 exceeds model.max_seq_len 4096"),
+        (["--training.steps", "0"], "training.steps is 0: set it, or use dataloader.kind = chat"),
+        (["--training.global_batch_size", "0"], "training.global_batch_size must be > 0, or -1"),
+        (["--dataloader.mixture.mix", "nonexistent_mix"], "unknown mix 'nonexistent_mix'"),
+        (["--dataloader.mixture.phases", "demo,nonexistent_mix@5"], "unknown mix 'nonexistent_mix'"),
+        (["--optimizer.no_decay_pattern", "(["], "is not a regular expression"),
+    ],
+)
+def test_settings_that_could_only_fail_at_start_up_fail_when_the_config_is_read(overrides, message, capsys):
+    with pytest.raises(SystemExit):  # tyro prints the __post_init__ error of a CLI value and exits 2
+        parse("mlr1_tiny", *overrides)
+    assert message in " ".join(capsys.readouterr().err.replace("│", " ").split())
+
+
+def test_param_groups_of_another_optimizer_are_used_as_written(tmp_path):
+    from mlr1_titan.resources import model_configs_dir
+
+    cfg = from_toml(
+        tmp_path,
+        f'extends = "{(model_configs_dir() / "mlr1_tiny.toml").as_posix()}"\n'
+        "[[optimizer.param_groups]]\npattern = 'lm_head'\noptimizer_name = 'DistMuon'\n"
+        "optimizer_kwargs = { lr = 0.02, momentum = 0.95 }\n",
+    )
+    assert cfg.optimizer.effective_param_groups()[0].optimizer_kwargs == {"lr": 0.02, "momentum": 0.95}
+    with pytest.raises(ConfigError, match=r"param_groups\[0\].optimizer_kwargs.lr must be a number, got 'fast'"):
+        from_toml(
+            tmp_path,
+            '[model]\nflavor = "tiny"\n[[optimizer.param_groups]]\npattern = "x"\n'
+            'optimizer_name = "AdamW"\noptimizer_kwargs = { lr = "fast" }\n',
+        )

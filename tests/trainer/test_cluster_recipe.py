@@ -113,3 +113,12 @@ def test_the_familiar_launch_line_resolves_to_the_same_config():
         assert to_table(ConfigManager().parse_args(argv)) == to_table(parse("mlr1_950m", *overrides))
     with pytest.raises(SystemExit, match="--job.config NAME_OR_TOML is required"):
         torchtitan_argv(["--training.steps", "7"])
+
+
+def test_the_launch_line_refuses_a_missing_or_repeated_config():
+    with pytest.raises(SystemExit, match="--job.config needs a config name"):
+        torchtitan_argv(["--job.config", "--help"])
+    with pytest.raises(SystemExit, match="--job.config needs a config name"):
+        torchtitan_argv(["--job.config="])
+    with pytest.raises(SystemExit, match="given twice"):
+        torchtitan_argv(["--job.config", "a.toml", "--job.config", "b.toml"])
