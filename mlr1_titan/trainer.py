@@ -7,10 +7,16 @@ and fields are unchanged; the sections below replace torchtitan's where MobileLL
 
 Derived, never set by hand: ``model_spec`` is rebuilt from ``[model]`` whenever the config is
 constructed (a ``model_spec`` assigned in Python does not survive ``config.build()``; change
-``config.model`` instead), the loss's vocabulary and the HF export's context (from the model). At
+``config.model`` instead), the loss's vocabulary and the HF export's context (from the model), and
+the distillation loss (from ``[distill]``). At
 start-up the trainer also derives ``training.steps`` from ``[dataloader.chat] epochs`` when
 steps <= 0 and ``lr_scheduler.warmup_steps`` from ``warmup_ratio``, and installs the CPU device layer
 on hosts without an accelerator.
+
+With ``[distill] teacher`` set, the trainer also checks the teacher's folder and tokenizer before
+building anything, builds the frozen teacher on the student's mesh (``mlr1_titan.distill``), runs
+it before each student forward, hands its hidden states to the chunked loss, records its path and
+fingerprint in checkpoints, and logs ``distill/*`` metrics.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+import spmd_types as spmd
 import torch
+from torchtitan.components.loss import ChunkedLossWrapper
 from torchtitan.components.validate import Validator
 from torchtitan.tools.logging import logger
 from torchtitan.trainer import Trainer
@@ -37,6 +45,9 @@ from mlr1_titan.components.lr_scheduler import MLR1LRSchedulers
 from mlr1_titan.components.optimizer import MLR1Optimizers
 from mlr1_titan.cpu_device import install_cpu_device_layer
 from mlr1_titan.data.mix_config import resolve_mix_path
+from mlr1_titan.distill.settings import DistillSettings
+from mlr1_titan.distill.teacher import Teacher
+from mlr1_titan.distill.teacher_folder import TeacherFolder, check_same_tokenizer
 from mlr1_titan.hf.checkpoint import MLR1CheckpointManager
 from mlr1_titan.model.settings import ModelSettings
 from mlr1_titan.schedule import describe_batches, plan_batches, resolve_schedule
@@ -72,6 +83,8 @@ class MLR1Trainer(Trainer):
         """DCP checkpoints; last_save_in_hf writes a complete HF folder."""
         validator: Validator.Config = field(default_factory=_default_validator)
         """Held-out evaluation during training; its dataloader takes the same settings as [dataloader]."""
+        distill: DistillSettings = field(default_factory=DistillSettings)
+        """Logit distillation from a frozen teacher (mid-training); off while teacher is empty."""
 
         def __post_init__(self) -> None:
             check_tensor_parallel_degree(self.model, self.parallelism.tensor_parallel_degree)
@@ -80,6 +93,7 @@ class MLR1Trainer(Trainer):
                 self.training.disable_cuda_graphs = True
             self.model_spec = self.model.build_spec()
             self.loss.vocab_size = self.model_spec.model.vocab_size
+            self._configure_distillation()
             self.checkpoint.hf_max_position_embeddings = self.model.shape().max_seq_len
             self._check_run_length_and_data()
             self._check_validation_data()
@@ -90,6 +104,25 @@ class MLR1Trainer(Trainer):
                 Trainer.Config.__post_init__(self)
             finally:
                 self.activation_checkpoint = ac
+
+        def _configure_distillation(self) -> None:
+            self.loss.distillation = None
+            if not self.distill.enabled:
+                return
+            p = self.parallelism
+            if p.pipeline_parallel_degree > 1:
+                raise ValueError(
+                    f"distillation with pipeline_parallel_degree {p.pipeline_parallel_degree}: the teacher runs "
+                    "whole on each rank's micro-batch; shard it with FSDP (and TP) instead, PP = 1"
+                )
+            if p.tensor_parallel_degree > 1 and p.spmd_backend != "spmd_types":
+                raise ValueError(
+                    f"distillation with tensor_parallel_degree {p.tensor_parallel_degree} needs "
+                    f"parallelism.spmd_backend = 'spmd_types' (the vocab-parallel KL), got {p.spmd_backend!r}"
+                )
+            self.loss.distillation = self.distill.loss_config(self.loss.vocab_size)
+            # The teacher forward and the metrics it feeds are not captured in a CUDA graph.
+            self.training.disable_cuda_graphs = True
 
         def _check_run_length_and_data(self) -> None:
             t, context = self.training, self.model.shape().max_seq_len
@@ -123,6 +156,7 @@ class MLR1Trainer(Trainer):
 
     def __init__(self, config: Config):
         install_cpu_device_layer()
+        teacher_folder = _check_teacher(config) if config.distill.enabled else None
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         plan = plan_batches(config, world_size)  # an impossible split fails here, naming the valid DP degrees
         resolve_schedule(config, plan)
@@ -139,23 +173,90 @@ class MLR1Trainer(Trainer):
             )
         log_tensor_parallel_layout(self.model_parts, config.parallelism.tensor_parallel_degree)
         log_float8_layers(self.model_parts, config.model.float8)
-        if hasattr(self.dataloader, "mix_metrics"):
-            self._log_data_metrics_with_training_metrics()
+        self.teacher: Teacher | None = None
+        if teacher_folder is not None:
+            self._build_teacher(teacher_folder)
+        if hasattr(self.dataloader, "mix_metrics") or self.teacher is not None:
+            self._log_extra_metrics_with_training_metrics()
 
-    def _log_data_metrics_with_training_metrics(self) -> None:
+    def _build_teacher(self, folder: TeacherFolder) -> None:
+        config = self.config
+        self.teacher = Teacher.build(
+            folder,
+            trainer_config=config,
+            parallel_dims=self.parallel_dims,
+            attn_backend=config.model.resolved_attn_backend(),
+            device=self.device,
+        )
+        loss = self.loss_fn.loss_fn if isinstance(self.loss_fn, ChunkedLossWrapper) else self.loss_fn
+        loss.set_teacher_lm_head(self.teacher.lm_head)
+        self.distill_stats = loss.stats
+        if self.checkpointer.enable:  # a disabled checkpointer has no states
+            self.checkpointer.states["distill_teacher"] = self.teacher.record
+        d = config.distill
+        logger.info(
+            f"distill: teacher {folder.path} ({folder.shape.describe()}; fingerprint {self.teacher.record.fingerprint}), "
+            f"frozen, {config.training.mixed_precision_param}, on the student's FSDP/TP mesh; loss = "
+            f"{1 - d.ce_weight:g} x T^2 KL(teacher || student) + {d.ce_weight:g} x CE at T = {d.temperature:g}; "
+            "CUDA graphs off"
+        )
+
+    def train_step(self, data_iterator):
+        if self.teacher is not None:
+            self.distill_stats.reset()
+            # Logged steps only: time the teacher (two device syncs) and count top-1 agreement (two argmaxes).
+            self._time_teacher = self.distill_stats.collect_agreement = self.metrics_processor.should_log(self.step)
+        super().train_step(data_iterator)
+
+    def _forward_backward_body(self, inputs, labels, global_valid_tokens, extra_kwargs):
+        if self.teacher is None:
+            return super()._forward_backward_body(inputs, labels, global_valid_tokens, extra_kwargs)
+        with self.train_context():
+            positions = extra_kwargs.get("positions")
+            masks = extra_kwargs.get("attention_masks")
+            if self._time_teacher:
+                teacher_hidden, seconds = self.teacher.timed_hidden_states(inputs, positions, masks)
+                self.distill_stats.add_teacher_time(inputs.numel(), seconds)
+            else:
+                teacher_hidden = self.teacher.hidden_states(inputs, positions, masks)
+            pred = self.model_parts[0](inputs, **extra_kwargs)
+            loss_kwargs = {"teacher_hidden": teacher_hidden}
+            if positions is not None:
+                loss_kwargs["positions"] = positions
+            with self.teacher.gathered_lm_head():
+                loss, _ = self.loss_fn(pred, labels, global_valid_tokens, **loss_kwargs)
+            del pred, teacher_hidden
+            with spmd.no_typecheck():
+                loss.backward()
+        return loss
+
+    def _log_extra_metrics_with_training_metrics(self) -> None:
         log = self.metrics_processor.log
 
-        def log_with_data_metrics(step, global_avg_loss, global_max_loss, grad_norm, extra_metrics=None):
-            data_metrics = self.dataloader.mix_metrics()
-            summary = getattr(self.dataloader, "mix_summary", None)
-            if summary is not None:
-                logger.info(f"data step {step}: {summary()}")
-            log(
-                step,
-                global_avg_loss,
-                global_max_loss,
-                grad_norm,
-                extra_metrics={**(extra_metrics or {}), **data_metrics},
-            )
+        def log_with_extra_metrics(step, global_avg_loss, global_max_loss, grad_norm, extra_metrics=None):
+            metrics = dict(extra_metrics or {})
+            if hasattr(self.dataloader, "mix_metrics"):
+                metrics.update(self.dataloader.mix_metrics())
+                summary = getattr(self.dataloader, "mix_summary", None)
+                if summary is not None:
+                    logger.info(f"data step {step}: {summary()}")
+            if self.teacher is not None:
+                mesh = self.parallel_dims.get_optional_mesh("loss") if self.parallel_dims.dp_cp_enabled else None
+                distill = self.distill_stats.reduce(mesh.get_group() if mesh is not None else None)
+                metrics.update(distill)
+                logger.info(
+                    f"distill step {step}: kd_loss {distill['distill/kd_loss']:.4f}  ce {distill['distill/ce']:.4f}  "
+                    f"top1 {distill.get('distill/top1_agreement', 0):.3f}  "
+                    f"teacher {distill.get('distill/teacher_tokens_per_s', 0):,.0f} tok/s"
+                )
+            log(step, global_avg_loss, global_max_loss, grad_norm, extra_metrics=metrics)
 
-        self.metrics_processor.log = log_with_data_metrics
+        self.metrics_processor.log = log_with_extra_metrics
+
+
+def _check_teacher(config: MLR1Trainer.Config) -> TeacherFolder:
+    """The teacher's folder, checked for completeness and for the student's tokenizer, before any model exists."""
+    folder = TeacherFolder.open(config.distill.teacher_folder_path())
+    student_tokenizer = config.tokenizer.build(tokenizer_path=config.hf_assets_path)
+    check_same_tokenizer(folder, student_tokenizer, config.model_spec.model.vocab_size)
+    return folder

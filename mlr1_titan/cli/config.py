@@ -54,6 +54,14 @@ def derived_lines(config, world_size: int | None = None) -> list[str]:
         lines.append(f"lr_scheduler: {warmup} warmup steps of {config.training.steps}")
     else:
         lines.append("training.steps: derived from dataloader.chat.epochs at start-up")
+    d = config.distill
+    if d.enabled:
+        lines.append(
+            f"loss: {1 - d.ce_weight:g} x T^2 KL(teacher || student) + {d.ce_weight:g} x CE, T = {d.temperature:g}, "
+            f"teacher {d.teacher}, chunks of <= {config.loss.chunk_tokens} tokens; CUDA graphs off"
+        )
+    else:
+        lines.append(f"loss: cross-entropy, chunks of <= {config.loss.chunk_tokens} tokens")
     if world_size is not None:
         lines.append(f"on {world_size} ranks: {describe_batches(config, plan_batches(config, world_size))}")
     return lines

@@ -25,19 +25,23 @@ from torchtitan.models.utils import validate_converter_order
 from torchtitan.protocols.model import ModelConfigConverter
 from torchtitan.protocols.model_spec import ModelSpec
 
-from .attention import DocumentCausalSDPA, MLR1Attention
+from .attention import DocumentCausalSDPA, MLR1Attention, document_causal_mask
 from .flavors import MLR1_FLAVORS, MLR1Flavor, get_flavor
 from .model import MLR1Model, MLR1TransformerBlock
 from .parallelize import parallelize_mlr1
 from .state_dict_adapter import MLR1StateDictAdapter
 
 __all__ = [
+    "ATTN_BACKENDS",
+    "DocumentCausalSDPA",
     "MLR1_FLAVORS",
     "MLR1Flavor",
     "MLR1Model",
     "build_model_config",
     "build_on_cpu",
     "default_attn_backend",
+    "document_causal_mask",
+    "inner_attention_config",
     "model_registry",
 ]
 
@@ -49,7 +53,8 @@ def default_attn_backend() -> str:
     return "flex" if torch.cuda.is_available() else "sdpa_doc"
 
 
-def _inner_attention(backend: str):
+def inner_attention_config(backend: str):
+    """torchtitan inner-attention config of a backend name (``ATTN_BACKENDS``)."""
     if backend == "sdpa_doc":
         return DocumentCausalSDPA.Config()
     if backend not in ATTN_BACKENDS:
@@ -77,7 +82,7 @@ def build_model_config(flavor: MLR1Flavor, attn_backend: str) -> MLR1Model.Confi
             head_dim=f.head_dim,
             wqkv_param_init=linear_init,
             wo_param_init=linear_init,
-            inner_attention=_inner_attention(attn_backend),
+            inner_attention=inner_attention_config(attn_backend),
             fuse_qkv=True,
             rope=rope,
         )

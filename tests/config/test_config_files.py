@@ -180,3 +180,15 @@ def test_midtrain_stage_configs_carry_table2():
         assert (t.local_batch_size, t.global_batch_size, t.seq_len, t.steps) == (4, 512, 4096, 50_000)
         assert cfg.optimizer.lr == 3.6e-4 and (s.decay_type, s.min_lr_factor) == ("linear", 0.0)
         assert cfg.checkpoint.initial_load_model_only and cfg.model_spec.flavor == "950M"
+        # §3.2: the loss is distillation from Llama-3.1-8B-Instruct; T and the CE weight are not stated
+        d = cfg.distill
+        assert (d.teacher, d.temperature, d.ce_weight) == ("meta-llama/Llama-3.1-8B-Instruct", 1.0, 0.0)
+        assert cfg.loss.distillation is not None and cfg.training.disable_cuda_graphs
+
+
+@pytest.mark.parametrize("size", ["140m", "360m", "950m", "tiny"])
+def test_every_size_has_both_midtrain_phases_distilling(size):
+    for phase in (1, 2):
+        cfg = getattr(config_registry, f"mlr1_{size}_midtrain_phase{phase}")()
+        assert cfg.distill.enabled and cfg.checkpoint.initial_load_model_only
+        assert cfg.lr_scheduler.decay_type == "linear" and cfg.lr_scheduler.min_lr_factor == 0.0

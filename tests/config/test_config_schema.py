@@ -38,7 +38,7 @@ SETTINGS = [
     ("lr_scheduler", "warmup_ratio", 0.1, ["--lr_scheduler.warmup_ratio", "0.1"]),
     ("activation_checkpoint", "mode", "full", ["--activation_checkpoint.mode", "full"]),
     ("loss", "chunked", False, ["--loss.no-chunked"]),
-    ("loss", "num_chunks", 4, ["--loss.num_chunks", "4"]),
+    ("loss", "chunk_tokens", 512, ["--loss.chunk_tokens", "512"]),
     ("dataloader", "kind", "chat", ["--dataloader.kind", "chat"]),
     ("dataloader.mixture", "mix", "pretrain_phase2", ["--dataloader.mixture.mix", "pretrain_phase2"]),
     (
@@ -116,7 +116,7 @@ def test_plugin_settings_appear_in_help_with_their_docstrings(capsys):
         ("--optimizer.no-decay-pattern", "trained without weight decay"),
         ("--lr-scheduler.warmup-ratio", "warmup_ratio x total steps"),
         ("--activation-checkpoint.mode", "recompute whole blocks"),
-        ("--loss.chunked", "per sequence chunk"),
+        ("--loss.chunked", "on chunks of tokens"),
         ("--dataloader.kind", "conversations (SFT)"),
         ("--dataloader.mixture.shards-root", "mlr1 tokenize --out"),
         ("--training.steps", ""),
