@@ -156,8 +156,11 @@ def main() -> int:
             cmd = [sys.executable, __file__, "--_measure", kind, "--seq", str(seq)]
             for name in ("student", "teacher", "batch", "chunk_tokens", "steps", "warmup", "device", "dtype"):
                 cmd += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            rows[seq, kind] = json.loads(out.strip().splitlines()[-1])
+            run = subprocess.run(cmd, capture_output=True, text=True)
+            if run.returncode != 0:
+                print(f"seq {seq} {kind}: failed (rc {run.returncode})\n{run.stderr[-3000:]}")
+                return 1
+            rows[seq, kind] = json.loads(run.stdout.strip().splitlines()[-1])
         ce, teacher, kd = (rows[seq, k] for k in ("ce", "teacher", "kd"))
         floor = ce["seconds"] + teacher["seconds"]
         print(

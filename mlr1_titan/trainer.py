@@ -47,7 +47,7 @@ from mlr1_titan.cpu_device import install_cpu_device_layer
 from mlr1_titan.data.mix_config import resolve_mix_path
 from mlr1_titan.distill.settings import DistillSettings
 from mlr1_titan.distill.teacher import Teacher
-from mlr1_titan.distill.teacher_folder import TeacherFolder, check_same_tokenizer
+from mlr1_titan.distill.teacher_folder import TeacherFolder, check_fits_the_run, check_same_tokenizer
 from mlr1_titan.hf.checkpoint import MLR1CheckpointManager
 from mlr1_titan.model.settings import ModelSettings
 from mlr1_titan.schedule import describe_batches, plan_batches, resolve_schedule
@@ -115,10 +115,11 @@ class MLR1Trainer(Trainer):
                     f"distillation with pipeline_parallel_degree {p.pipeline_parallel_degree}: the teacher runs "
                     "whole on each rank's micro-batch; shard it with FSDP (and TP) instead, PP = 1"
                 )
-            if p.tensor_parallel_degree > 1 and p.spmd_backend != "spmd_types":
+            if p.spmd_backend == "full_dtensor" or (p.tensor_parallel_degree > 1 and p.spmd_backend != "spmd_types"):
                 raise ValueError(
-                    f"distillation with tensor_parallel_degree {p.tensor_parallel_degree} needs "
-                    f"parallelism.spmd_backend = 'spmd_types' (the vocab-parallel KL), got {p.spmd_backend!r}"
+                    f"distillation with spmd_backend {p.spmd_backend!r} and tensor_parallel_degree "
+                    f"{p.tensor_parallel_degree}: the KL takes local logits; use parallelism.spmd_backend = "
+                    "'spmd_types' (the default; vocab-parallel under TP)"
                 )
             self.loss.distillation = self.distill.loss_config(self.loss.vocab_size)
             # The teacher forward and the metrics it feeds are not captured in a CUDA graph.
@@ -130,6 +131,11 @@ class MLR1Trainer(Trainer):
                 raise ValueError(
                     f"training.seq_len {t.seq_len} exceeds model.max_seq_len {context}, the context this stage "
                     f"records: raise model.max_seq_len (e.g. --model.max_seq_len {t.seq_len}) or shorten seq_len"
+                )
+            if self.checkpoint.initial_load_path and not self.checkpoint.enable:
+                raise ValueError(
+                    f"checkpoint.initial_load_path {self.checkpoint.initial_load_path} is set but checkpoint.enable "
+                    "is false: torchtitan would ignore it and train from random weights; add --checkpoint.enable"
                 )
             if t.global_batch_size == 0:
                 raise ValueError(
@@ -256,7 +262,10 @@ class MLR1Trainer(Trainer):
 
 def _check_teacher(config: MLR1Trainer.Config) -> TeacherFolder:
     """The teacher's folder, checked for completeness and for the student's tokenizer, before any model exists."""
+    if config.loss.distillation is None:  # e.g. distill.teacher assigned in Python after construction
+        raise ValueError("distill.teacher is set but the loss is not the distillation loss: set it before build()")
     folder = TeacherFolder.open(config.distill.teacher_folder_path())
+    check_fits_the_run(folder, config.training.seq_len, config.parallelism.tensor_parallel_degree)
     student_tokenizer = config.tokenizer.build(tokenizer_path=config.hf_assets_path)
     check_same_tokenizer(folder, student_tokenizer, config.model_spec.model.vocab_size)
     return folder

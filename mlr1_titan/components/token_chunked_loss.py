@@ -56,7 +56,8 @@ class TokenChunkedLoss(ChunkedLossWrapper):
         if isinstance(pred, DTensor):
             L = pred.to_local().shape[1]
             want = -(-pred.to_local().shape[:2].numel() // self.chunk_tokens)
-            self.num_chunks = next(k for k in range(max(1, want), L + 1) if L % k == 0)
+            # the fewest equal sequence chunks within the bound (L chunks of one position if none is)
+            self.num_chunks = next((k for k in range(max(1, want), L + 1) if L % k == 0), L)
             return ChunkedLossWrapper.__call__(self, pred, labels, global_valid_tokens, **loss_inputs)
         return self._token_chunked(pred, labels, global_valid_tokens, loss_inputs)
 

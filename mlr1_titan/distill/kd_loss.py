@@ -57,6 +57,18 @@ class VocabShard:
         per_rank = -(-global_vocab_size // dist.get_world_size(group))
         return cls(start=min(global_vocab_size, per_rank * dist.get_rank(group)), group=group)
 
+    def check_width(self, width: int, global_vocab_size: int | None, name: str) -> None:
+        """Refuse logits that are not exactly this rank's slice (a full vocabulary would count twice)."""
+        if global_vocab_size is None:
+            return
+        per_rank = global_vocab_size if self.group is None else -(-global_vocab_size // dist.get_world_size(self.group))
+        expected = min(global_vocab_size, self.start + per_rank) - self.start
+        if width != expected or expected == 0:
+            raise ValueError(
+                f"{name} logits have {width} classes on this rank; the vocabulary split of {global_vocab_size} "
+                f"classes gives it {expected} (start {self.start})"
+            )
+
     def all_reduce(self, x: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:
         if self.group is not None:
             dist.all_reduce(x, op=op, group=self.group)
@@ -103,7 +115,8 @@ class _DistillationTerms(torch.autograd.Function):
 
     With p = softmax(t / T), q = softmax(z / T) and sum_v p = 1, the KL needs no [N, V] log-probs:
     KL(p || q) = (p . (t - z)) / T + logsumexp(z / T) - logsumexp(t / T). The forward keeps p and q
-    (two [N, V] tensors) and the backward turns q into the gradient in place. Under
+    (two [N, V] fp32 tensors; the student logits too when ce_weight > 0 and T != 1) and the backward
+    turns q into the gradient in place. Under
     tensor parallelism both logits are this rank's vocabulary slice: the row reductions (logsumexp,
     dot products, target logit, argmax) are all-reduced over the TP group and the gradient is local.
     """
@@ -135,23 +148,27 @@ class _DistillationTerms(torch.autograd.Function):
         # q = softmax(z / T) and p: the KD gradient; z itself only when CE at another temperature trains too.
         z_kept = z_NV if ce_weight > 0 and T != 1.0 else None
         ctx.save_for_backward(q_NV, p_NV, z_kept, lse_z_N, local_labels_N, weight_N * mine_N, weight_N)
+        kd_sum, ce_sum = kd_sum.detach(), ce_sum.detach()
         ctx.mark_non_differentiable(kd_sum, ce_sum, agree)
-        return loss, kd_sum.detach(), ce_sum.detach(), agree
+        return loss, kd_sum, ce_sum, agree
 
     @staticmethod
     def backward(ctx, grad_loss, _grad_kd, _grad_ce, _grad_agree):
         q_NV, p_NV, z_NV, lse_z_N, local_labels_N, mine_weight_N, weight_N = ctx.saved_tensors
         T, alpha = ctx.temperature, ctx.ce_weight
         scale_N1 = (grad_loss * weight_N).unsqueeze(-1)
-        # d kd / dz = T * (q - p); q is not needed afterwards, so it becomes the gradient in place.
-        grad_NV = q_NV.sub_(p_NV) if alpha == 0 or T == 1.0 else q_NV.sub(p_NV)
-        if alpha > 0:
-            # d ce / dz = softmax(z) - onehot(label); the onehot only on the rank holding the label
-            soft_NV = torch.sub(z_NV.float(), lse_z_N.unsqueeze(-1)).exp_() if T != 1.0 else grad_NV.add(p_NV)
-            grad_NV.mul_((1.0 - alpha) * T).add_(soft_NV, alpha=alpha)
-            grad_NV.scatter_add_(-1, local_labels_N.unsqueeze(-1), (-alpha * mine_weight_N).unsqueeze(-1))
-        else:
+        # q is not needed afterwards: it becomes the gradient in place (no third [N, V] tensor at T = 1).
+        if alpha == 0:
+            grad_NV = q_NV.sub_(p_NV)  # d kd / dz = T (q - p)
             scale_N1 = scale_N1 * T
+        elif T == 1.0:
+            grad_NV = q_NV.sub_(p_NV, alpha=1.0 - alpha)  # (1 - a)(q - p) + a (q - onehot)
+        else:
+            # (1 - a) T (q - p) + a (softmax(z) - onehot)
+            grad_NV = q_NV.sub_(p_NV).mul_((1.0 - alpha) * T)
+            grad_NV.add_(torch.sub(z_NV.float(), lse_z_N.unsqueeze(-1)).exp_(), alpha=alpha)
+        if alpha > 0:  # the onehot only on the rank holding the label
+            grad_NV.scatter_add_(-1, local_labels_N.unsqueeze(-1), (-alpha * mine_weight_N).unsqueeze(-1))
         return grad_NV.mul_(scale_N1).to(ctx.in_dtype), None, None, None, None, None, None
 
 
@@ -233,6 +250,8 @@ class DistillationLoss(BaseLoss):
         shard = VocabShard()
         if get_spmd_backend() == "spmd_types" and spmd_mesh_size("tp") > 1:
             shard = VocabShard.of_tp_group(current_spmd_mesh().get_group("tp"), self.global_vocab_size)
+        for name, logits in (("student", pred), ("teacher", teacher_logits)):
+            shard.check_width(logits.shape[-1], self.global_vocab_size, name)
         loss, kd_sum, ce_sum, agree = self.fn(
             pred,
             teacher_logits,

@@ -1,12 +1,12 @@
 """``[distill]``: logit distillation from a frozen teacher (the paper's mid-training loss, §3.2).
 
-``teacher`` names an HF causal-LM folder, or a hub id resolved through the local HF cache (or
-downloaded, when the hub is reachable). Empty ``teacher`` trains with plain cross-entropy.
+``teacher`` names an HF causal-LM folder, or a hub id resolved through the local HF cache only (a
+128-rank job must not download 16 GB per rank at start-up: download it once per node beforehand).
+Empty ``teacher`` trains with plain cross-entropy.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,10 +39,15 @@ class DistillSettings:
         )
 
     def teacher_folder_path(self) -> Path:
-        """The local folder of ``teacher``: the path itself, else the hub snapshot of that repo id."""
+        """The local folder of ``teacher``: the path itself, else the cached hub snapshot of that repo id."""
         path = Path(self.teacher).expanduser()
         if path.exists() or self.teacher.startswith((".", "/", "~")) or self.teacher.count("/") != 1:
             return path
+        hint = f"hf download {self.teacher}" + (
+            "; a tiny CPU teacher: mlr1 distill tiny-teacher " + self.teacher
+            if self.teacher.startswith("outputs/")
+            else ""
+        )
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
@@ -51,11 +56,11 @@ class DistillSettings:
                 snapshot_download(
                     self.teacher,
                     allow_patterns=["*.json", "*.safetensors"],
-                    local_files_only=os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", ""),
+                    local_files_only=True,
                 )
             )
         except (LocalEntryNotFoundError, HFValidationError, OSError) as err:
             raise TeacherError(
-                f"distill.teacher {self.teacher!r}: not a local folder, and the hub snapshot is unavailable "
-                f"({type(err).__name__}: {err}); download it (huggingface-cli download {self.teacher}) or pass a folder"
+                f"distill.teacher {self.teacher!r}: not a local folder, and not in the local HF cache "
+                f"({type(err).__name__}); download it once per node ({hint}) or pass a folder"
             ) from None

@@ -108,9 +108,12 @@ class TeacherRecord(Stateful):
 
 
 class Teacher:
-    def __init__(self, model: Llama3Model, folder: TeacherFolder | None, fingerprint: str):
+    def __init__(
+        self, model: Llama3Model, folder: TeacherFolder | None, fingerprint: str, lm_head_reshards: bool = False
+    ):
         self.model = model
         self.folder = folder
+        self._lm_head_reshards = lm_head_reshards  # torchtitan's choice for the [norm, lm_head] FSDP group
         self.record = TeacherRecord(str(folder.path) if folder else "(random weights)", fingerprint)
         self._dense_mask = isinstance(model.config.first_attention.inner_attention, DocumentCausalSDPA.Config)
 
@@ -142,15 +145,21 @@ class Teacher:
             dump_folder=trainer_config.dump_folder,
         )
         model.to_empty(device="cpu" if training.enable_cpu_offload else device)
-        torch.manual_seed(0)
-        with torch.no_grad():
+        # A private RNG stream: HF weights overwrite the init, and the training RNG must not move.
+        with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]), torch.no_grad():
+            torch.manual_seed(0)
             model.init_weights(buffer_device=device if training.enable_cpu_offload else None)
         if folder is not None:
             _load_hf_weights(model, model_config, folder)
         model.requires_grad_(False)
         model.eval()
         model._skip_lm_head = True  # final-norm hidden states; the loss applies lm_head per chunk
-        return cls(model, folder, folder.fingerprint() if folder is not None else "random")
+        return cls(
+            model,
+            folder,
+            folder.fingerprint() if folder is not None else "random",
+            lm_head_reshards=trainer_config.parallelism.fsdp_reshard_after_forward == "always",
+        )
 
     @property
     def lm_head(self) -> nn.Module:
@@ -175,7 +184,11 @@ class Teacher:
 
     @contextmanager
     def gathered_lm_head(self):
-        """Keep the FSDP-sharded teacher lm_head gathered across the loss chunks (one all-gather a step)."""
+        """The loss of one micro-batch: the FSDP-sharded teacher lm_head stays gathered across the chunks.
+
+        On exit it is resharded and FSDP's per-iteration bookkeeping is cleared: FSDP records every
+        forward for the backward that follows, and the teacher has none, so the records would pile up.
+        """
         lm_head = self.lm_head
         if not isinstance(lm_head, FSDPModule):
             yield
@@ -185,8 +198,10 @@ class Teacher:
         try:
             yield
         finally:
-            lm_head.set_reshard_after_forward(True)
+            lm_head.set_reshard_after_forward(self._lm_head_reshards)
             lm_head.reshard()
+            if isinstance(self.model, FSDPModule):
+                self.model.reset_iter_state()
 
 
 def _load_hf_weights(model: nn.Module, model_config: Llama3Model.Config, folder: TeacherFolder) -> None:

@@ -53,6 +53,7 @@ class TeacherShape:
     rope_theta: float
     rope_scaling: dict | None
     tie_word_embeddings: bool
+    max_position_embeddings: int = 131072
 
     @classmethod
     def from_hf_config(cls, config: dict, where: str) -> TeacherShape:
@@ -65,6 +66,10 @@ class TeacherShape:
         for key in ("attention_bias", "mlp_bias"):
             if config.get(key):
                 raise TeacherError(f"{where}: {key} = true; torchtitan's Llama-3 model has no biases")
+        if config.get("hidden_act", "silu") != "silu":
+            raise TeacherError(
+                f"{where}: hidden_act {config['hidden_act']!r}; torchtitan's Llama-3 FFN is SwiGLU (silu)"
+            )
         # transformers < 5 writes rope_theta + rope_scaling (the hub's Llama-3.1 files); >= 5 writes
         # rope_parameters holding both.
         rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
@@ -88,6 +93,7 @@ class TeacherShape:
                 rope_theta=float(theta),
                 rope_scaling=scaling,
                 tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+                max_position_embeddings=int(config.get("max_position_embeddings", 131072)),
             )
         except KeyError as err:
             raise TeacherError(f"{where}: missing key {err.args[0]!r}") from None
@@ -112,8 +118,15 @@ class TeacherShape:
 
 
 def _safetensors_header(path: Path) -> bytes:
+    size = path.stat().st_size
     with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
+        head = f.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+        if not 0 < n <= size - 8:
+            raise TeacherError(
+                f"{path} is not a safetensors file ({size} bytes, header length {n}): a Git LFS pointer or an "
+                "interrupted download? fetch the real file"
+            )
         return f.read(n)
 
 
@@ -132,7 +145,9 @@ class TeacherFolder:
         missing = [name for name in ("config.json", "tokenizer.json") if not (root / name).is_file()]
         index = root / "model.safetensors.index.json"
         if index.is_file():
-            weight_map = json.loads(index.read_text())["weight_map"]
+            weight_map = json.loads(index.read_text()).get("weight_map")
+            if not isinstance(weight_map, dict):
+                raise TeacherError(f"{index}: no 'weight_map' (tensor name -> shard file)")
             files = sorted(set(weight_map.values()))
         elif (root / "model.safetensors").is_file():
             files, weight_map = ["model.safetensors"], None
@@ -165,6 +180,22 @@ class TeacherFolder:
                     f.seek(max(0, (size - _SAMPLE_BYTES) * i // (_SAMPLES - 1)))
                     digest.update(f.read(_SAMPLE_BYTES))
         return digest.hexdigest()[:16]
+
+
+def check_fits_the_run(folder: TeacherFolder, seq_len: int, tensor_parallel_degree: int) -> None:
+    """The teacher must cover the stage's sequence length and split over its TP degree."""
+    shape = folder.shape
+    if seq_len > shape.max_position_embeddings:
+        raise TeacherError(
+            f"training.seq_len {seq_len} exceeds the teacher's max_position_embeddings "
+            f"{shape.max_position_embeddings} ({folder.path / 'config.json'})"
+        )
+    for name, heads in (("num_attention_heads", shape.n_heads), ("num_key_value_heads", shape.n_kv_heads)):
+        if heads % tensor_parallel_degree:
+            raise TeacherError(
+                f"tensor_parallel_degree {tensor_parallel_degree} does not divide the teacher's {name} {heads} "
+                f"({folder.path / 'config.json'})"
+            )
 
 
 def check_same_tokenizer(folder: TeacherFolder, student_tokenizer, student_vocab_size: int = VOCAB_SIZE) -> None:

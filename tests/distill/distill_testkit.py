@@ -22,7 +22,9 @@ LLAMA31_ROPE_SCALING = {
 }
 
 
-def make_hf_teacher(out: Path, *, vocab_size: int = VOCAB_SIZE, seed: int = 0, **shape) -> Path:
+def make_hf_teacher(
+    out: Path, *, vocab_size: int = VOCAB_SIZE, seed: int = 0, max_shard_size: str | None = None, **shape
+) -> Path:
     """A randomly initialised transformers LlamaForCausalLM (Llama-3.1 layout) with the Llama-3 tokenizer."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -47,7 +49,9 @@ def make_hf_teacher(out: Path, *, vocab_size: int = VOCAB_SIZE, seed: int = 0, *
             if p.dim() == 2:
                 p.normal_(0, 0.1)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
+    model.save_pretrained(
+        out, safe_serialization=True, **({"max_shard_size": max_shard_size} if max_shard_size else {})
+    )
     save_hf_tokenizer(Llama3Tokenizer(), out, chat_template="")
     return out
 

@@ -1,4 +1,4 @@
-"""Distillation in the real trainer on CPU: the same losses on 1 rank, 2 FSDP ranks and TP 2, bitwise resume
+"""Distillation in the real trainer on CPU: the same losses on 1 rank, 2 FSDP ranks, TP 2 and compiled, bitwise resume
 with the teacher recorded (not saved), another teacher refused at resume, and a KD student that ends
 closer to its teacher -- and better on held-out text -- than a CE student after the same steps."""
 
@@ -58,15 +58,22 @@ def test_distillation_same_on_one_and_two_ranks_and_resumes_bitwise(tmp_path, ra
         "--activation_checkpoint.mode", "full",
     )  # fmt: skip
     assert "local shape (384, 256) of (768, 256)" in proc.stdout + proc.stderr  # the student really is TP-sharded
+    proc = run_trainer(
+        CONFIG, tmp_path / "compiled", *start, *ckpt, "--training.steps", "4", "--compile.enable", nproc=1
+    )
+    assert "Compiling the loss function with torch.compile" in proc.stdout + proc.stderr
     run_trainer(CONFIG, tmp_path / "resumed", *start, *ckpt, "--training.steps", "3")
     proc = run_trainer(CONFIG, tmp_path / "resumed", *start, *ckpt, "--training.steps", "6")
     assert "Training starts at step 4" in proc.stdout + proc.stderr
 
-    one, straight, resumed, tp = (tensorboard_losses(tmp_path / n) for n in ("one", "straight", "resumed", "tp2"))
+    one, straight, resumed, tp, compiled = (
+        tensorboard_losses(tmp_path / n) for n in ("one", "straight", "resumed", "tp2", "compiled")
+    )
     assert sorted(straight) == list(range(1, 7))
     for step in range(1, 5):  # 2 FSDP ranks == 1 rank with 2 accumulation steps == TP 2 (vocab-parallel KL) + AC
         assert straight[step] == pytest.approx(one[step], rel=1e-5), (step, straight[step], one[step])
         assert tp[step] == pytest.approx(one[step], rel=1e-4), (step, tp[step], one[step])
+        assert compiled[step] == pytest.approx(one[step], rel=1e-4), (step, compiled[step], one[step])  # model + loss
     assert straight == resumed  # bitwise: float32 values as logged
     for tag in DISTILL_TAGS:
         a, b = tensorboard_losses(tmp_path / "straight", tag), tensorboard_losses(tmp_path / "resumed", tag)

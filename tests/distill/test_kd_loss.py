@@ -140,47 +140,67 @@ def test_token_chunks_bound_the_logits_of_any_batch_and_sequence():
         torch.testing.assert_close(x_ch.grad, x_full.grad, rtol=1e-5, atol=1e-7)
 
 
-def _sharded_terms(rank: int, world: int, store_path: str, V: int, out_path: str) -> None:
+def _case(V: int):
+    g = torch.Generator().manual_seed(0)
+    z, t = torch.randn(30, V, generator=g) * 3, torch.randn(30, V, generator=g) * 3
+    # ties across the two shards (ids 7 and 7 + V // 2) in both models: argmax must pick the smaller id
+    t[:, 7] = t[:, 7 + V // 2] = 20.0
+    z[:10, 7] = z[:10, 7 + V // 2] = 25.0
+    labels = torch.randint(V, (30,), generator=g)
+    labels[::4] = IGNORE_INDEX
+    return z, t, labels
+
+
+def _sharded_terms(rank, world, store_path, V, temperature, ce_weight, agreement, out_path) -> None:
     import torch.distributed as dist
 
     from mlr1_titan.distill.kd_loss import VocabShard, distillation_terms
 
     dist.init_process_group("gloo", store=dist.FileStore(store_path, world), rank=rank, world_size=world)
-    g = torch.Generator().manual_seed(0)
-    z, t = torch.randn(30, V, generator=g) * 3, torch.randn(30, V, generator=g) * 3
-    t[:, 7] = t[:, 7 + V // 2] = 20.0  # a tie between the two shards: argmax must pick the smaller id
-    labels = torch.randint(V, (30,), generator=g)
-    labels[::4] = IGNORE_INDEX
+    z, t, labels = _case(V)
     shard = VocabShard.of_tp_group(dist.group.WORLD, V)
     size = -(-V // world)
     z_local = z[:, shard.start : shard.start + size].clone().requires_grad_()
     loss, kd, ce, agree = distillation_terms(
-        z_local, t[:, shard.start : shard.start + size], labels, temperature=1.7, ce_weight=0.4, shard=shard
-    )
+        z_local, t[:, shard.start : shard.start + size], labels, temperature=temperature, ce_weight=ce_weight,
+        shard=shard, agreement=agreement,
+    )  # fmt: skip
     loss.backward()
     torch.save({"values": torch.stack([loss.detach(), kd, ce, agree]), "grad": z_local.grad}, f"{out_path}.{rank}")
     dist.destroy_process_group()
 
 
 @pytest.mark.parametrize("V", [50, 51])  # even and uneven vocabulary split
-def test_vocab_parallel_terms_equal_the_whole_vocabulary(tmp_path, V):
-    """Two TP ranks, each holding half the classes of both logits: same sums, gradient = the slices."""
+@pytest.mark.parametrize(
+    ("temperature", "ce_weight", "agreement"), [(1.0, 0.0, False), (1.0, 0.4, True), (1.7, 0.4, True)]
+)  # the default (pure KL, an unlogged step), CE mixed in at T = 1 and at T != 1
+def test_vocab_parallel_terms_equal_the_whole_vocabulary(tmp_path, V, temperature, ce_weight, agreement):
+    """Two TP ranks, each holding its slice of the classes of both logits: same sums, gradient = the slices."""
     import torch.multiprocessing as mp
 
     from mlr1_titan.distill.kd_loss import distillation_terms
 
     out = str(tmp_path / "terms")
-    mp.spawn(_sharded_terms, args=(2, str(tmp_path / "store"), V, out), nprocs=2)
-    g = torch.Generator().manual_seed(0)
-    z, t = torch.randn(30, V, generator=g) * 3, torch.randn(30, V, generator=g) * 3
-    t[:, 7] = t[:, 7 + V // 2] = 20.0
-    labels = torch.randint(V, (30,), generator=g)
-    labels[::4] = IGNORE_INDEX
+    args = (2, str(tmp_path / "store"), V, temperature, ce_weight, agreement, out)
+    mp.spawn(_sharded_terms, args=args, nprocs=2)
+    z, t, labels = _case(V)
     z = z.requires_grad_()
-    loss, kd, ce, agree = distillation_terms(z, t, labels, temperature=1.7, ce_weight=0.4)
+    loss, kd, ce, agree = distillation_terms(
+        z, t, labels, temperature=temperature, ce_weight=ce_weight, agreement=agreement
+    )
     loss.backward()
     whole = torch.stack([loss.detach(), kd, ce, agree])
+    if agreement:
+        assert agree.item() >= 7  # the 7 valid tied rows agree only if both sides break the tie alike
     parts = [torch.load(f"{out}.{r}") for r in range(2)]
     for part in parts:
         torch.testing.assert_close(part["values"], whole, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(torch.cat([p["grad"] for p in parts], dim=-1), z.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_logits_that_are_not_this_ranks_vocabulary_slice_are_refused():
+    x, x_t, student_head, teacher_head, labels = _setup(seed=5)
+    loss_fn = _chunked(7, 1.0, 0.0, student_head, teacher_head)
+    loss_fn.loss_fn.global_vocab_size = V + 1
+    with pytest.raises(ValueError, match=f"student logits have {V} classes on this rank.*gives it {V + 1}"):
+        loss_fn(x.requires_grad_(), labels, torch.tensor(1.0), teacher_hidden=x_t)

@@ -4,6 +4,7 @@ model loaded through the HF adapter gives transformers' logits, document by docu
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -29,18 +30,34 @@ def _config(teacher, *extra):
     )  # fmt: skip
 
 
-def test_teacher_logits_equal_transformers_document_by_document(teacher_dir, tmp_path):
+def _one_line(tyro_error: str) -> str:
+    """tyro's boxed error message as one line of single-spaced text."""
+    return re.sub(r"[\s│]+", " ", tyro_error)
+
+
+def _build_teacher(folder, config, tmp_path):
+    dims = ParallelDims.from_config(config.parallelism, 1)
+    return Teacher.build(
+        folder, trainer_config=config, parallel_dims=dims, attn_backend="sdpa_doc", device=torch.device("cpu")
+    )
+
+
+@pytest.mark.parametrize("layout", ["untied", "tied", "sharded"])
+def test_teacher_logits_equal_transformers_document_by_document(teacher_dir, tmp_path, layout):
     """Two documents packed in one row (positions restart at 0): our teacher's logits for each equal
-    transformers' LlamaForCausalLM run on that document alone (GQA, head_dim, Llama-3.1 RoPE scaling)."""
+    transformers' LlamaForCausalLM run on that document alone (GQA, head_dim, Llama-3.1 RoPE scaling),
+    for the Llama-3.1 layout, a tied-embedding (Llama-3.2 style) and a sharded-safetensors folder."""
     from transformers import LlamaForCausalLM
 
+    if layout == "tied":
+        teacher_dir = make_hf_teacher(tmp_path / "tied", tie_word_embeddings=True)
+    elif layout == "sharded":
+        teacher_dir = make_hf_teacher(tmp_path / "sharded", max_shard_size="20MB")
+        assert len(list(teacher_dir.glob("model-*.safetensors"))) > 1
     config = _config(teacher_dir)
     folder = TeacherFolder.open(teacher_dir)
     with one_process_group(tmp_path):
-        dims = ParallelDims.from_config(config.parallelism, 1)
-        teacher = Teacher.build(
-            folder, trainer_config=config, parallel_dims=dims, attn_backend="sdpa_doc", device=torch.device("cpu")
-        )
+        teacher = _build_teacher(folder, config, tmp_path)
         g = torch.Generator().manual_seed(3)
         doc_a, doc_b = torch.randint(128_000, (1, 40), generator=g), torch.randint(128_000, (1, 24), generator=g)
         tokens = torch.cat([doc_a, doc_b], dim=1)
@@ -53,8 +70,25 @@ def test_teacher_logits_equal_transformers_document_by_document(teacher_dir, tmp
     with torch.no_grad():
         ref = torch.cat([hf(doc_a).logits, hf(doc_b).logits], dim=1)
     diff = (ours - ref).abs().max().item()
-    print(f"\nmax |logit difference| teacher vs transformers: {diff:.2e} (logit scale {ref.abs().max():.2f})")
+    print(f"\n{layout}: max |logit difference| teacher vs transformers: {diff:.2e} (scale {ref.abs().max():.2f})")
     assert diff < 1e-4
+
+
+def test_fsdp_records_of_teacher_forwards_do_not_pile_up(teacher_dir, tmp_path):
+    """FSDP logs each forward for a backward; the teacher has none, so each micro-batch must clear them."""
+    config = _config(teacher_dir)
+    with one_process_group(tmp_path):
+        teacher = _build_teacher(TeacherFolder.open(teacher_dir), config, tmp_path)
+        group = teacher.lm_head._get_fsdp_state()._fsdp_param_group
+        tokens, positions = torch.randint(1000, (1, 16)), torch.arange(16).unsqueeze(0)
+        sizes = []
+        for _ in range(4):
+            hidden = teacher.hidden_states(tokens, positions, None)
+            with teacher.gathered_lm_head(), torch.no_grad():
+                for chunk in hidden.split(4, dim=1):
+                    teacher.lm_head(chunk)
+            sizes.append(len(group.comm_ctx.post_forward_order))
+    assert sizes == [0, 0, 0, 0]
 
 
 def test_a_teacher_with_another_vocabulary_is_refused_naming_both(tmp_path):
@@ -112,12 +146,22 @@ def test_missing_or_partial_teacher_folders_name_what_is_missing(teacher_dir, tm
         TeacherFolder.open(partial)
 
 
-def test_a_hub_id_that_is_not_cached_offline_is_a_clear_error(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")
+def test_a_hub_id_is_resolved_from_the_local_cache_only(monkeypatch, teacher_dir, tmp_path):
+    """Ranks never download the teacher: a cached snapshot is used, a missing one is a clear error."""
+    import shutil
+
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
     config = _config("meta-llama/Llama-3.1-8B-Instruct")
-    with pytest.raises(TeacherError, match="not a local folder, and the hub snapshot is unavailable"):
+    with pytest.raises(TeacherError, match=r"not in the local HF cache .*hf download meta-llama/Llama-3.1-8B-Instruct"):
         _check_teacher(config)
+    # The hub cache layout: models--org--name/{refs/main, snapshots/<commit>/...}
+    repo = tmp_path / "hf_home" / "hub" / "models--meta-llama--Llama-3.1-8B-Instruct"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    shutil.copytree(teacher_dir, repo / "snapshots" / ("0" * 40))
+    assert _check_teacher(config).path == repo / "snapshots" / ("0" * 40)
 
 
 def test_fingerprint_follows_the_weights_and_resume_refuses_another_teacher(teacher_dir, tmp_path):
@@ -132,11 +176,16 @@ def test_fingerprint_follows_the_weights_and_resume_refuses_another_teacher(teac
         record.load_state_dict({"path": str(teacher_dir), "fingerprint": a})
 
 
-def test_distillation_refuses_pipeline_parallel_and_dtensor_tp_at_config_time(teacher_dir):
-    with pytest.raises((ValueError, SystemExit)):
-        _config(teacher_dir, "--parallelism.pipeline_parallel_degree", "2")
-    with pytest.raises((ValueError, SystemExit)):
-        _config(teacher_dir, "--parallelism.tensor_parallel_degree", "2", "--parallelism.spmd_backend", "full_dtensor")
+def test_distillation_refuses_pipeline_parallel_and_dtensor_backends_at_config_time(teacher_dir, capsys):
+    for flags, message in (
+        (("--parallelism.pipeline_parallel_degree", "2"), "distillation with pipeline_parallel_degree 2"),
+        (("--parallelism.spmd_backend", "full_dtensor"), "distillation with spmd_backend 'full_dtensor'"),
+        (("--parallelism.tensor_parallel_degree", "2", "--parallelism.spmd_backend", "partial_dtensor"),
+         "distillation with spmd_backend 'partial_dtensor' and tensor_parallel_degree 2"),
+    ):  # fmt: skip
+        with pytest.raises(SystemExit):  # tyro reports the config's ValueError and exits 2
+            _config(teacher_dir, *flags)
+        assert message in _one_line(capsys.readouterr().err)
     assert _config(teacher_dir, "--parallelism.tensor_parallel_degree", "2").parallelism.tensor_parallel_degree == 2
     config = _config(teacher_dir)
     assert config.training.disable_cuda_graphs
@@ -160,3 +209,44 @@ def test_the_hub_llama31_8b_instruct_config_reads_as_torchtitans_8b():
     assert len(shape.hf_tensor_names()) == 3 + 32 * 9
     with pytest.raises(TeacherError, match="rope_type default or llama3"):
         TeacherShape.from_hf_config({**hub, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "config.json")
+
+
+def test_a_teacher_that_cannot_cover_the_run_is_refused_before_training(teacher_dir, tmp_path):
+    import shutil
+
+    short = tmp_path / "short_context"
+    shutil.copytree(teacher_dir, short)
+    cfg = json.loads((short / "config.json").read_text())
+    (short / "config.json").write_text(json.dumps({**cfg, "max_position_embeddings": 32}))
+    with pytest.raises(TeacherError, match="training.seq_len 64 exceeds the teacher's max_position_embeddings 32"):
+        _check_teacher(_config(short))
+    three_kv = make_hf_teacher(
+        tmp_path / "three_kv", num_attention_heads=6, num_key_value_heads=3, head_dim=16, hidden_size=96
+    )
+    with pytest.raises(
+        TeacherError, match="tensor_parallel_degree 2 does not divide the teacher's num_key_value_heads 3"
+    ):
+        _check_teacher(_config(three_kv, "--parallelism.tensor_parallel_degree", "2"))
+    gelu = tmp_path / "gelu"
+    shutil.copytree(teacher_dir, gelu)
+    (gelu / "config.json").write_text(json.dumps({**cfg, "hidden_act": "gelu"}))
+    with pytest.raises(TeacherError, match="hidden_act 'gelu'"):
+        TeacherFolder.open(gelu)
+
+
+def test_a_git_lfs_pointer_instead_of_weights_is_named(teacher_dir, tmp_path):
+    import shutil
+
+    pointer = tmp_path / "lfs_pointer"
+    shutil.copytree(teacher_dir, pointer)
+    (pointer / "model.safetensors").write_text(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64 + "\nsize 132911872\n"
+    )
+    with pytest.raises(TeacherError, match=r"model.safetensors is not a safetensors file .*Git LFS pointer"):
+        TeacherFolder.open(pointer)
+
+
+def test_initial_load_path_without_an_enabled_checkpointer_is_refused(teacher_dir, capsys):
+    with pytest.raises(SystemExit):
+        _config(teacher_dir, "--checkpoint.no-enable", "--checkpoint.initial_load_path", "/abs/ckpt/step-30")
+    assert "checkpoint.enable is false" in _one_line(capsys.readouterr().err)
