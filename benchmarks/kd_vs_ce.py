@@ -17,20 +17,15 @@ Prints CE, KL(teacher || student) and top-1 agreement of each student, and the t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
-from mlr1_titan.demo_corpus import heldout_documents
+from mlr1_titan.demo_corpus import heldout_documents, read_texts
 from mlr1_titan.distill.heldout import score_heldout
 from mlr1_titan.distill.tiny_teacher import TinyTeacherRecipe, train_tiny_teacher
-from mlr1_titan.resources import demo_corpus_file
 from mlr1_titan.tokenizer import Llama3Tokenizer
 
 
@@ -40,19 +35,6 @@ def trainer(config: str, dump: Path, *flags: str) -> None:
            "--dump_folder", str(dump), "--training.seq_len", "64", "--debug.seed", "7", *flags]  # fmt: skip
     print(f"+ {config} -> {dump}", flush=True)
     subprocess.run(cmd, check=True, capture_output=True, env=dict(os.environ, OMP_NUM_THREADS="2"))
-
-
-@torch.no_grad()
-def teacher_ce(teacher: Path, texts: list[str], tokenizer) -> float:
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(teacher, dtype=torch.float32).eval()
-    total, n = 0.0, 0
-    for text in texts:
-        ids = torch.tensor([tokenizer.encode(text, add_bos=True, add_eos=True)])
-        total += F.cross_entropy(model(ids).logits[0, :-1], ids[0, 1:], reduction="sum").item()
-        n += ids.shape[1] - 1
-    return total / n
 
 
 def main() -> int:
@@ -69,8 +51,7 @@ def main() -> int:
 
     teacher = Path(args.teacher) if args.teacher else work / "teacher"
     if not args.teacher:
-        texts = [json.loads(line)["text"] for line in demo_corpus_file().read_text().splitlines()]
-        train_tiny_teacher(teacher, texts, TinyTeacherRecipe(steps=args.teacher_steps))
+        train_tiny_teacher(teacher, read_texts(), TinyTeacherRecipe(steps=args.teacher_steps))
     n = args.pretrain_steps
     trainer("mlr1_tiny", work / "pretrain", "--checkpoint.enable", "--checkpoint.interval", str(n),
             "--training.steps", str(n))  # fmt: skip
@@ -84,10 +65,10 @@ def main() -> int:
         students[name] = dump / "checkpoint" / "hf" / f"step-{args.steps}"
 
     held_out = heldout_documents(args.docs)
-    train_like = [json.loads(line)["text"] for line in demo_corpus_file().read_text().splitlines()][-args.docs :]
+    train_like = read_texts()[-args.docs :]
     print(f"\n{args.steps} mid-training steps after {n} CE pre-training steps (tiny student, teacher {teacher})")
     for label, texts in (("held-out templates", held_out), ("training templates", train_like)):
-        print(f"{label}: teacher CE {teacher_ce(teacher, texts, tokenizer):.4f}")
+        print(f"{label}: teacher CE {score_heldout(teacher, teacher, texts, tokenizer).ce:.4f}")
         scores = {name: score_heldout(path, teacher, texts, tokenizer) for name, path in students.items()}
         for name, s in scores.items():
             print(f"  {name} student: {s.describe()}")

@@ -36,6 +36,14 @@ def _document(rng: random.Random) -> str:
     return f"Count by {step} starting at {start}: {seq}. Each number is {step} more than the one before."
 
 
+def read_texts(path: str | os.PathLike | None = None) -> list[str]:
+    """The ``text`` field of every line of a jsonl file; default: the shipped demo corpus."""
+    from mlr1_titan.resources import demo_corpus_file
+
+    with open(path or demo_corpus_file()) as f:
+        return [json.loads(line)["text"] for line in f if line.strip()]
+
+
 def write_corpus(path: str | os.PathLike, n_docs: int = 4000, seed: int = 0) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

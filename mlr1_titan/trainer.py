@@ -203,8 +203,7 @@ class MLR1Trainer(Trainer):
         logger.info(
             f"distill: teacher {folder.path} ({folder.shape.describe()}; fingerprint {self.teacher.record.fingerprint}), "
             f"frozen, {config.training.mixed_precision_param}, on the student's FSDP/TP mesh; loss = "
-            f"{1 - d.ce_weight:g} x T^2 KL(teacher || student) + {d.ce_weight:g} x CE at T = {d.temperature:g}; "
-            "CUDA graphs off"
+            f"{d.describe_loss()}; CUDA graphs off"
         )
 
     def train_step(self, data_iterator):
@@ -229,7 +228,7 @@ class MLR1Trainer(Trainer):
             loss_kwargs = {"teacher_hidden": teacher_hidden}
             if positions is not None:
                 loss_kwargs["positions"] = positions
-            with self.teacher.gathered_lm_head():
+            with self.teacher.loss_scope():
                 loss, _ = self.loss_fn(pred, labels, global_valid_tokens, **loss_kwargs)
             del pred, teacher_hidden
             with spmd.no_typecheck():

@@ -57,8 +57,8 @@ def derived_lines(config, world_size: int | None = None) -> list[str]:
     d = config.distill
     if d.enabled:
         lines.append(
-            f"loss: {1 - d.ce_weight:g} x T^2 KL(teacher || student) + {d.ce_weight:g} x CE, T = {d.temperature:g}, "
-            f"teacher {d.teacher}, chunks of <= {config.loss.chunk_tokens} tokens; CUDA graphs off"
+            f"loss: {d.describe_loss()}, teacher {d.teacher}, chunks of <= {config.loss.chunk_tokens} tokens; "
+            "CUDA graphs off"
         )
     else:
         lines.append(f"loss: cross-entropy, chunks of <= {config.loss.chunk_tokens} tokens")

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-
-def _texts(path: str | None, n_docs: int) -> list[str]:
-    if path is None:
-        from mlr1_titan.demo_corpus import heldout_documents
-
-        return heldout_documents(n_docs)
-    with open(path) as f:
-        return [json.loads(line)["text"] for line in f if line.strip()][:n_docs]
+from mlr1_titan.demo_corpus import heldout_documents, read_texts
 
 
 def run_tiny_teacher(args) -> int:
     from mlr1_titan.distill.tiny_teacher import TinyTeacherRecipe, train_tiny_teacher
-    from mlr1_titan.resources import demo_corpus_file
 
-    corpus = Path(args.text) if args.text else demo_corpus_file()
-    with open(corpus) as f:
-        texts = [json.loads(line)["text"] for line in f if line.strip()]
-    train_tiny_teacher(args.out, texts, TinyTeacherRecipe(steps=args.steps, seed=args.seed))
+    train_tiny_teacher(args.out, read_texts(args.text), TinyTeacherRecipe(steps=args.steps, seed=args.seed))
     return 0
 
 
@@ -30,7 +16,8 @@ def run_heldout(args) -> int:
     from mlr1_titan.distill.heldout import score_heldout
     from mlr1_titan.tokenizer import Llama3Tokenizer
 
-    scores = score_heldout(args.student, args.teacher, _texts(args.text, args.docs), Llama3Tokenizer())
+    texts = read_texts(args.text)[: args.docs] if args.text else heldout_documents(args.docs)
+    scores = score_heldout(args.student, args.teacher, texts, Llama3Tokenizer())
     print(f"{args.student} vs teacher {args.teacher}: {scores.describe()}")
     return 0
 

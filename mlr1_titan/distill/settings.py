@@ -33,6 +33,11 @@ class DistillSettings:
     def enabled(self) -> bool:
         return bool(self.teacher)
 
+    def describe_loss(self) -> str:
+        return (
+            f"{1 - self.ce_weight:g} x T^2 KL(teacher || student) + {self.ce_weight:g} x CE at T = {self.temperature:g}"
+        )
+
     def loss_config(self, vocab_size: int | None) -> DistillationLoss.Config:
         return DistillationLoss.Config(
             temperature=self.temperature, ce_weight=self.ce_weight, global_vocab_size=vocab_size
@@ -43,11 +48,6 @@ class DistillSettings:
         path = Path(self.teacher).expanduser()
         if path.exists() or self.teacher.startswith((".", "/", "~")) or self.teacher.count("/") != 1:
             return path
-        hint = f"hf download {self.teacher}" + (
-            "; a tiny CPU teacher: mlr1 distill tiny-teacher " + self.teacher
-            if self.teacher.startswith("outputs/")
-            else ""
-        )
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
@@ -62,5 +62,6 @@ class DistillSettings:
         except (LocalEntryNotFoundError, HFValidationError, OSError) as err:
             raise TeacherError(
                 f"distill.teacher {self.teacher!r}: not a local folder, and not in the local HF cache "
-                f"({type(err).__name__}); download it once per node ({hint}) or pass a folder"
+                f"({type(err).__name__}); download it once per node (hf download {self.teacher}), make a CPU "
+                f"teacher there (mlr1 distill tiny-teacher {self.teacher}) or pass a folder"
             ) from None

@@ -183,7 +183,7 @@ class Teacher:
         return hidden, time.perf_counter() - start
 
     @contextmanager
-    def gathered_lm_head(self):
+    def loss_scope(self):
         """The loss of one micro-batch: the FSDP-sharded teacher lm_head stays gathered across the chunks.
 
         On exit it is resharded and FSDP's per-iteration bookkeeping is cleared: FSDP records every

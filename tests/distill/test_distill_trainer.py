@@ -4,20 +4,16 @@ closer to its teacher -- and better on held-out text -- than a CE student after 
 
 from __future__ import annotations
 
-import json
-
 import pytest
-import torch
 from distill_testkit import make_hf_teacher
 from torch.distributed.checkpoint import FileSystemReader
 from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 from trainer_testkit import run_trainer, tensorboard_losses
 
-from mlr1_titan.demo_corpus import heldout_documents
+from mlr1_titan.demo_corpus import heldout_documents, read_texts
 from mlr1_titan.distill.heldout import score_heldout
 from mlr1_titan.distill.tiny_teacher import TinyTeacherRecipe, train_tiny_teacher
 from mlr1_titan.model import build_on_cpu
-from mlr1_titan.resources import demo_corpus_file
 from mlr1_titan.tokenizer import Llama3Tokenizer
 
 pytestmark = pytest.mark.slow
@@ -104,8 +100,7 @@ def test_distillation_same_on_one_and_two_ranks_and_resumes_bitwise(tmp_path, ra
 
 @pytest.fixture(scope="module")
 def trained_teacher(tmp_path_factory):
-    texts = [json.loads(line)["text"] for line in demo_corpus_file().read_text().splitlines()]
-    return train_tiny_teacher(tmp_path_factory.mktemp("trained_teacher"), texts, TinyTeacherRecipe(steps=200))
+    return train_tiny_teacher(tmp_path_factory.mktemp("trained_teacher"), read_texts(), TinyTeacherRecipe(steps=200))
 
 
 def test_kd_student_is_closer_to_the_teacher_and_better_on_heldout_text_than_ce(
@@ -124,4 +119,3 @@ def test_kd_student_is_closer_to_the_teacher_and_better_on_heldout_text_than_ce(
     print(f"\nheld-out, 30 steps:\n  KD student: {scores['kd'].describe()}\n  CE student: {scores['ce'].describe()}")
     assert scores["kd"].kl < scores["ce"].kl
     assert scores["kd"].ce < scores["ce"].ce
-    assert torch.isfinite(torch.tensor([scores["kd"].ce, scores["ce"].ce])).all()

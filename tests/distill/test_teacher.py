@@ -35,7 +35,7 @@ def _one_line(tyro_error: str) -> str:
     return re.sub(r"[\s│]+", " ", tyro_error)
 
 
-def _build_teacher(folder, config, tmp_path):
+def _build_teacher(folder, config):
     dims = ParallelDims.from_config(config.parallelism, 1)
     return Teacher.build(
         folder, trainer_config=config, parallel_dims=dims, attn_backend="sdpa_doc", device=torch.device("cpu")
@@ -57,13 +57,13 @@ def test_teacher_logits_equal_transformers_document_by_document(teacher_dir, tmp
     config = _config(teacher_dir)
     folder = TeacherFolder.open(teacher_dir)
     with one_process_group(tmp_path):
-        teacher = _build_teacher(folder, config, tmp_path)
+        teacher = _build_teacher(folder, config)
         g = torch.Generator().manual_seed(3)
         doc_a, doc_b = torch.randint(128_000, (1, 40), generator=g), torch.randint(128_000, (1, 24), generator=g)
         tokens = torch.cat([doc_a, doc_b], dim=1)
         positions = torch.cat([torch.arange(40), torch.arange(24)]).unsqueeze(0)
         hidden = teacher.hidden_states(tokens, positions, None)
-        with teacher.gathered_lm_head(), torch.no_grad():
+        with teacher.loss_scope(), torch.no_grad():
             ours = teacher.lm_head(hidden)
     assert not any(p.requires_grad for p in teacher.model.parameters())
     hf = LlamaForCausalLM.from_pretrained(teacher_dir, dtype=torch.float32).eval()
@@ -78,13 +78,13 @@ def test_fsdp_records_of_teacher_forwards_do_not_pile_up(teacher_dir, tmp_path):
     """FSDP logs each forward for a backward; the teacher has none, so each micro-batch must clear them."""
     config = _config(teacher_dir)
     with one_process_group(tmp_path):
-        teacher = _build_teacher(TeacherFolder.open(teacher_dir), config, tmp_path)
+        teacher = _build_teacher(TeacherFolder.open(teacher_dir), config)
         group = teacher.lm_head._get_fsdp_state()._fsdp_param_group
         tokens, positions = torch.randint(1000, (1, 16)), torch.arange(16).unsqueeze(0)
         sizes = []
         for _ in range(4):
             hidden = teacher.hidden_states(tokens, positions, None)
-            with teacher.gathered_lm_head(), torch.no_grad():
+            with teacher.loss_scope(), torch.no_grad():
                 for chunk in hidden.split(4, dim=1):
                     teacher.lm_head(chunk)
             sizes.append(len(group.comm_ctx.post_forward_order))
@@ -125,7 +125,6 @@ def test_missing_or_partial_teacher_folders_name_what_is_missing(teacher_dir, tm
     sharded = tmp_path / "sharded"
     shutil.copytree(teacher_dir, sharded)
     (sharded / "model.safetensors").rename(sharded / "model-00001-of-00002.safetensors")
-    names = json.loads((teacher_dir / "config.json").read_text())  # noqa: F841 (shape comes from config.json)
     weight_map = {
         "model.embed_tokens.weight": "model-00001-of-00002.safetensors",
         "lm_head.weight": "model-00002-of-00002.safetensors",
