@@ -65,9 +65,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="time budget per loader")
     args = parser.parse_args()
 
-    from mlr1_titan.cli.tokenizer_option import build_tokenizer
     from mlr1_titan.data.mix_config import load_mix
     from mlr1_titan.data.tokenize import tokenize_mix
+    from mlr1_titan.tokenizer_spec import build_tokenizer
 
     with tempfile.TemporaryDirectory(prefix="mlr1_loader_bench_") as tmp:
         os.environ.setdefault("HF_DATASETS_CACHE", os.path.join(tmp, "hf_cache"))

@@ -101,7 +101,7 @@ def raw_tiktoken_rate(docs: list[str]) -> tuple[float, float, int]:
 
 def wrapper_rate(docs: list[str]) -> tuple[float, float, int]:
     """Llama3Tokenizer.encode alone (text in memory): separates the tokenizer wrapper's cost from ours."""
-    from mlr1_titan.cli.tokenizer_option import build_tokenizer
+    from mlr1_titan.tokenizer_spec import build_tokenizer
 
     tok = build_tokenizer()
     wall, cpu = time.perf_counter(), time.process_time()
@@ -110,9 +110,9 @@ def wrapper_rate(docs: list[str]) -> tuple[float, float, int]:
 
 
 def pipeline_rate(corpus_dir: Path, out_dir: Path, fmt: str) -> tuple[float, float, int]:
-    from mlr1_titan.cli.tokenizer_option import build_tokenizer
     from mlr1_titan.data.mix_config import parse_mix
     from mlr1_titan.data.tokenize import tokenize_mix
+    from mlr1_titan.tokenizer_spec import build_tokenizer
 
     mix = parse_mix(
         {

@@ -44,6 +44,11 @@ def chat_template_file() -> Path:
     return _shipped("sft", "chat_template.jinja")
 
 
+def mix_domains_file() -> Path:
+    """The capability domains of the pre-training sources (paper Sec. 5.1.1), read by ``mlr1 mix score``."""
+    return _shipped("mix", "domains.toml")
+
+
 def demo_corpus_file() -> Path:
     """The synthetic demo corpus (``mlr1 demo --write-corpus`` regenerates it byte for byte)."""
     return _shipped("data_mix", "demo_corpus.jsonl")

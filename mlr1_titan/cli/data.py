@@ -13,7 +13,7 @@ import os
 import sys
 
 from mlr1_titan.cli import sft_data
-from mlr1_titan.cli.tokenizer_option import TOKENIZER_HELP, build_tokenizer
+from mlr1_titan.tokenizer_spec import TOKENIZER_HELP, build_tokenizer
 
 
 def _add_source_args(p: argparse.ArgumentParser) -> None:

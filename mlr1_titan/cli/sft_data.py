@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from mlr1_titan.cli.tokenizer_option import build_tokenizer
+from mlr1_titan.tokenizer_spec import build_tokenizer
 
 GREEN, RESET = "\033[32m", "\033[0m"
 OPEN, CLOSE = "⟦", "⟧"

@@ -18,6 +18,7 @@ import sys
 from array import array
 from bisect import bisect_right
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -135,6 +136,41 @@ class ShardWriter:
             self._bin.close()
             os.remove(self._tmp_bin)
         return self.records
+
+
+def write_manifest(
+    directory: str,
+    *,
+    source: dict[str, Any],
+    tokenizer_info: dict[str, Any],
+    shards: list[dict[str, Any]],
+    created_by: str,
+    skipped_empty: int = 0,
+) -> dict[str, Any]:
+    """Write `manifest.json` (last, atomically: its presence means the directory is complete).
+
+    `source` is {"name", "identity", "hash"}: what the shards were made from, checked by readers.
+    """
+    manifest = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "dtype": "uint32",
+        "offsets_dtype": "uint64",
+        "checksum": CHECKSUM,
+        "source": source,
+        "tokenizer": tokenizer_info,
+        "documents": sum(s["num_documents"] for s in shards),
+        "tokens": sum(s["num_tokens"] for s in shards),
+        "skipped_empty": skipped_empty,
+        "shards": shards,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created_by": created_by,
+    }
+    path = os.path.join(directory, MANIFEST)
+    with open(path + ".tmp", "w") as f:
+        json.dump(manifest, f, indent=1)
+    os.replace(path + ".tmp", path)
+    return manifest
 
 
 # ------------------------------------------------------------------------------------------------

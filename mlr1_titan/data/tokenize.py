@@ -22,19 +22,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from mlr1_titan.data.mix_config import MixSpec, SourceSpec
 from mlr1_titan.data.shards import (
-    CHECKSUM,
-    FORMAT,
-    FORMAT_VERSION,
-    MANIFEST,
     OFFSET_DTYPE,
     TOKEN_DTYPE,
     ShardWriter,
     tokenizer_fingerprint,
+    write_manifest,
 )
 from mlr1_titan.data.sources import (
     DataSourceError,
@@ -300,29 +296,16 @@ def _prepare_source_dir(spec: SourceSpec, source_dir: str, units: list[Unit], to
 
 
 def _write_manifest(spec: SourceSpec, source_dir: str, records: list[dict], tok_info: dict) -> dict:
-    shards = [s for r in sorted(records, key=lambda r: r["unit"]["index"]) for s in r["shards"]]
-    manifest = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "dtype": "uint32",
-        "offsets_dtype": "uint64",
-        "checksum": CHECKSUM,
-        "source": {"name": spec.name, "identity": spec.identity(), "hash": spec.source_hash()},
-        "tokenizer": tok_info,
-        "documents": sum(r["documents"] for r in records),
-        "tokens": sum(r["tokens"] for r in records),
-        "skipped_empty": sum(r["skipped_empty"] for r in records),
-        "shards": shards,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "created_by": "mlr1 tokenize",
-    }
-    if manifest["documents"] == 0:
+    if sum(r["documents"] for r in records) == 0:
         raise DataSourceError(f"source '{spec.name}' ({spec.mix_file}) is empty: no non-empty document in its input")
-    path = os.path.join(source_dir, MANIFEST)
-    with open(path + ".tmp", "w") as f:
-        json.dump(manifest, f, indent=1)
-    os.replace(path + ".tmp", path)
-    return manifest
+    return write_manifest(
+        source_dir,
+        source={"name": spec.name, "identity": spec.identity(), "hash": spec.source_hash()},
+        tokenizer_info=tok_info,
+        shards=[s for r in sorted(records, key=lambda r: r["unit"]["index"]) for s in r["shards"]],
+        created_by="mlr1 tokenize",
+        skipped_empty=sum(r["skipped_empty"] for r in records),
+    )
 
 
 def tokenize_mix(

@@ -9,7 +9,8 @@ Two changes to ``torchtitan.components.checkpointer.CheckpointManager``:
   folder is removed, and rank 0 adds ``config.json``, ``generation_config.json``, ``tokenizer.json``
   and ``tokenizer_config.json`` (with the chat template) as ``mlr1 export-hf`` does.
 * Every DCP ``step-N`` folder gets ``mlr1_model.toml``: the model shape and stage (rope_theta,
-  context), which the tensors alone do not tell; ``mlr1 export-hf`` reads it.
+  context), which the tensors alone do not tell; ``mlr1 export-hf`` reads it. And
+  ``mlr1_tokenizer.json``: the run's tokenizer fingerprint, which ``mlr1 mix score`` checks.
 
 ``MLR1Trainer.Config.checkpoint`` is this class's config, so every ``--checkpoint.*`` flag and
 ``[checkpoint]`` table key of torchtitan still applies, plus the ``hf_*`` fields below.
@@ -34,6 +35,7 @@ from mlr1_titan.tokenizer import Llama3Tokenizer
 from .config import describe_flavor
 from .export import complete_hf_folder, load_tokenizer, resolve_chat_template
 from .shapes import MODEL_TOML_NAME, flavor_from_model_config, model_toml_text
+from .tokenizer_record import write_tokenizer_record
 
 
 def _is_rank0() -> bool:
@@ -101,6 +103,11 @@ class MLR1CheckpointManager(CheckpointManager):
                 "`mlr1 export-hf` reads it for config.json."
             )
             Path(checkpoint_id, MODEL_TOML_NAME).write_text(model_toml_text(self._flavor, header=header))
+            if self._tokenizer is not None:
+                try:
+                    write_tokenizer_record(checkpoint_id, self._tokenizer)
+                except Exception as err:  # a tokenizer without the fingerprint's methods: the save goes on
+                    logger.warning(f"could not record the tokenizer in {checkpoint_id}: {err!r}")
         except OSError as err:
             logger.warning(f"HF interop: could not write {MODEL_TOML_NAME} into {checkpoint_id}: {err}")
 

@@ -5,35 +5,9 @@ from __future__ import annotations
 import json
 import os
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from torchtitan.components.tokenizer import BaseTokenizer
-
-BOS, EOS, OFFSET = 1, 2, 3
-
-
-class ByteTokenizer(BaseTokenizer):
-    """One token per UTF-8 byte (id = byte + 3), BOS = 1, EOS = 2. Fast and exact to reason about."""
-
-    @dataclass(kw_only=True, slots=True)
-    class Config(BaseTokenizer.Config):
-        pass
-
-    def __init__(self, config=None, **kwargs):
-        super().__init__()
-        self.bos_id, self.eos_id = BOS, EOS
-
-    def encode(self, text: str, add_bos: bool = False, add_eos: bool = False) -> list[int]:
-        ids = (np.frombuffer(text.encode(), dtype=np.uint8).astype(np.int64) + OFFSET).tolist()
-        return ([BOS] if add_bos else []) + ids + ([EOS] if add_eos else [])
-
-    def decode(self, ids) -> str:
-        return bytes(int(i) - OFFSET for i in ids if i >= OFFSET).decode(errors="replace")
-
-    def get_vocab_size(self) -> int:
-        return 256 + OFFSET
+from mlr1_titan.byte_tokenizer import BOS, EOS, OFFSET, ByteTokenizer  # noqa: F401  (re-exported for the tests)
 
 
 def make_byte_tokenizer() -> ByteTokenizer:

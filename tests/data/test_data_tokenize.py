@@ -212,7 +212,7 @@ def test_cli_tokenize_and_preview_table_and_json(tmp_path, capsys, monkeypatch):
 
 
 def test_tokenize_with_the_llama3_tokenizer_round_trips(tmp_path):
-    from mlr1_titan.cli.tokenizer_option import build_tokenizer
+    from mlr1_titan.tokenizer_spec import build_tokenizer
 
     texts = ["Hello world, this is MobileLLM-R1.", "def f(x):\n    return x ** 2\n", "naïve café 東京"]
     write_jsonl(tmp_path / "t.jsonl", texts)

@@ -17,9 +17,9 @@ SMALL = ("--training.seq_len", "64", "--training.local_batch_size", "4", "--debu
 
 @pytest.fixture(scope="module")
 def mix(tmp_path_factory):
-    from mlr1_titan.cli.tokenizer_option import build_tokenizer
     from mlr1_titan.data.mix_config import load_mix
     from mlr1_titan.data.tokenize import tokenize_mix
+    from mlr1_titan.tokenizer_spec import build_tokenizer
 
     root = tmp_path_factory.mktemp("mix")
     write_jsonl(root / "web" / "web.jsonl", make_docs("web", 300))

@@ -45,6 +45,7 @@ def test_fsdp_sharded_checkpoint_exports_exactly(fsdp_run, tmp_path, llama3_toke
     step2 = fsdp_run / "step-2"
     assert sorted(p.name for p in step2.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]  # one file per rank
     assert (step2 / "mlr1_model.toml").is_file()  # written by MLR1CheckpointManager
+    assert (step2 / "mlr1_tokenizer.json").is_file()  # the run's tokenizer, for `mlr1 mix score`
     result = export_hf(step2, tmp_path / "hf", tokenizer=llama3_tokenizer, log=QUIET)
     assert result.flavor == MLR1_FLAVORS["tiny"]
     assert str(step2 / "mlr1_model.toml") in result.flavor_source

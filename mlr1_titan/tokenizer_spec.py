@@ -1,4 +1,4 @@
-"""The ``--tokenizer`` option of the data commands: a spec string -> a torchtitan tokenizer."""
+"""Tokenizer specs as the command-line tools take them (`--tokenizer`): a string -> a torchtitan tokenizer."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import importlib
 import os
 
 TOKENIZER_HELP = (
-    "tokenizer: 'llama3' (default, the Llama-3 tiktoken file from llama_models), a tokenizer file or "
+    "tokenizer: 'llama3' (default, the Llama-3 tiktoken file from llama_models), 'bytes' (one token per "
+    "UTF-8 byte, for controlled experiments), a tokenizer file or "
     "directory (tiktoken tokenizer.model or HF tokenizer.json, read by Llama3Tokenizer), "
     "'hf:DIR' (torchtitan HuggingFaceTokenizer), or 'module:function' returning a tokenizer"
 )
@@ -19,6 +20,10 @@ def build_tokenizer(spec: str = "llama3"):
         from mlr1_titan.tokenizer import Llama3Tokenizer
 
         return Llama3Tokenizer.Config().build(tokenizer_path=None)
+    if spec == "bytes":
+        from mlr1_titan.byte_tokenizer import ByteTokenizer
+
+        return ByteTokenizer()
     if spec.startswith("hf:"):
         from torchtitan.components.tokenizer import HuggingFaceTokenizer
 
@@ -29,7 +34,7 @@ def build_tokenizer(spec: str = "llama3"):
         return Llama3Tokenizer.Config(path=spec).build(tokenizer_path=None)
     module, _, attr = spec.partition(":")
     if not attr:
-        raise SystemExit(f"--tokenizer {spec!r}: not a path, 'llama3', 'hf:DIR' or 'module:function'")
+        raise SystemExit(f"--tokenizer {spec!r}: not a path, 'llama3', 'bytes', 'hf:DIR' or 'module:function'")
     try:
         factory = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as err:
