@@ -49,16 +49,10 @@ def one_seed(root: Path, seed: int, steps: int, samples: int) -> dict:
     losses = {}
     for name, mix in (("uniform", problem.uniform_mix), ("scored", root / "scored.toml")):
         model = controlled.train(mix, None, steps=steps, seed=seed + 100)
-        losses[name] = controlled.answer_loss(model, problem.heldout_probe)
+        losses[name] = controlled.answer_loss(model, problem.judge)
 
     # Noise injected into a clean source: what share does the filter drop?
-    dirty, clean, noise = controlled.noisy_source(root / "dirty" / "arithmetic.jsonl", 450, 50, seed=seed + 7)
-    dirty_mix = controlled.write_mix_toml(
-        root / "dirty.toml",
-        {"arithmetic_dirty": dirty, "prose": problem.sources["prose"]},
-        {"arithmetic_dirty": 1, "prose": 1},
-        "dirty",
-    )
+    dirty_mix, clean, noise = controlled.write_dirty_mix(problem, seed=seed)
     filtered = run_filter(
         FilterJob(
             model=str(root / "domain" / f"step-{steps - steps % (steps // 3)}"),

@@ -159,7 +159,47 @@ def _filter(args) -> int:
     if result is not None:
         for name, (kept, total) in result.kept.items():
             print(f"  {name}: kept {kept} of {total} ({100 * kept / max(total, 1):.1f}%)")
-        print(f"wrote {result.mix_file} (and the kept shards beside it)")
+        print(f"wrote {result.mix_file} (kept documents in {result.mix_file.parent}/shards/, report in report/)")
+    return 0
+
+
+def add_controlled(sub) -> None:
+    p = sub.add_parser(
+        "controlled",
+        help="write the controlled problem (4 sources, probes, domain-model checkpoints) to try score and filter on CPU",
+        description="Writes OUT/sources/*.jsonl (arithmetic, counting, prose, noise), OUT/uniform.toml, "
+        "OUT/probes/arithmetic.jsonl, OUT/dirty.toml (noise shuffled into arithmetic) and trains the byte-level "
+        "controlled model on the uniform mix, with DCP checkpoints in OUT/domain/step-N; then prints the "
+        "`mlr1 mix score` and `mlr1 mix filter` commands for it.",
+    )
+    p.add_argument("out", help="folder to write")
+    p.add_argument("--steps", type=int, default=600, help="training steps of the domain model (default 600)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_controlled)
+
+
+def _controlled(args) -> int:
+    from pathlib import Path
+
+    from mlr1_titan.mix import controlled
+
+    if args.steps < 3:
+        raise InfluenceError(f"--steps must be >= 3 (three checkpoints), got {args.steps}")
+    out = Path(args.out).resolve()
+    problem = controlled.write_problem(out, seed=args.seed)
+    controlled.write_dirty_mix(problem, seed=args.seed)
+    print(f"training the domain model on {problem.uniform_mix} ({args.steps} steps, checkpoints at thirds) ...")
+    controlled.train(problem.uniform_mix, out / "domain", steps=args.steps, save_every=args.steps // 3, seed=args.seed)
+    last = max((p for p in (out / "domain").glob("step-*")), key=lambda p: int(p.name.split("-")[1]))
+    common = "--tokenizer bytes --max-tokens 128 --batch-size 16"
+    print(
+        f"wrote {out}. Next:\n"
+        f"  mlr1 mix score --sources {problem.uniform_mix} --probe arithmetic={problem.probe} \\\n"
+        f"      --checkpoints 'arithmetic={out}/domain/step-*' --samples-per-source 256 {common} \\\n"
+        f"      --out {out}/scored.toml --report {out}/report --progress\n"
+        f"  mlr1 mix filter --model {last} --sources {out}/dirty.toml --probes {out}/probes \\\n"
+        f"      {common} --out {out}/filtered --progress"
+    )
     return 0
 
 
@@ -177,4 +217,5 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="mix_command", metavar="COMMAND", required=True)
     add_score(sub)
     add_filter(sub)
+    add_controlled(sub)
     return parser

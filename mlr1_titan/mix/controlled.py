@@ -126,6 +126,19 @@ def noisy_source(path: Path, n_clean: int, n_noise: int, seed: int) -> tuple[Pat
     return write_jsonl(path, docs), clean, noise
 
 
+def write_dirty_mix(problem: Problem, seed: int = 0) -> tuple[Path, list[str], list[str]]:
+    """`dirty.toml`: 450 clean arithmetic documents with 50 noise documents shuffled in, beside the
+    prose source; returns (mix file, clean docs, noise docs) for measuring what `filter` removes."""
+    dirty, clean, noise = noisy_source(problem.root / "dirty" / "arithmetic.jsonl", 450, 50, seed=seed + 7)
+    mix = write_mix_toml(
+        problem.root / "dirty.toml",
+        {"arithmetic_dirty": dirty, "prose": problem.sources["prose"]},
+        {"arithmetic_dirty": 1, "prose": 1},
+        "controlled_dirty",
+    )
+    return mix, clean, noise
+
+
 def write_mix_toml(path: Path, files: dict[str, Path], weights: dict[str, float], name: str) -> Path:
     lines = [f'name = "{name}"', ""]
     for source, file in files.items():
@@ -149,20 +162,20 @@ class Problem:
     sources: dict[str, Path]
     uniform_mix: Path
     probe: Path
-    heldout_probe: Path
+    judge: Path
 
 
 def write_problem(root: str | Path, docs_per_source: int = 2000, probe_docs: int = 64, seed: int = 0) -> Problem:
-    """Source jsonl files, the uniform mix over them, the probe file (for scoring) and a second,
-    disjoint probe file (for judging the trained models)."""
+    """Source jsonl files, the uniform mix over them, the probe file (probes/arithmetic.jsonl, for
+    scoring) and the judge file (judge/arithmetic.jsonl: bare equations, for judging trained models)."""
     root = Path(root)
     files = {
         s: write_jsonl(root / "sources" / f"{s}.jsonl", source_documents(s, docs_per_source, seed)) for s in SOURCES
     }
     mix = write_mix_toml(root / "uniform.toml", files, {s: 1.0 for s in SOURCES}, "controlled_uniform")
     probe = write_jsonl(root / "probes" / "arithmetic.jsonl", probe_documents(probe_docs, seed=1 + 10 * seed))
-    heldout = write_jsonl(root / "probes" / "arithmetic_judge.jsonl", judge_documents(probe_docs, seed=2 + 10 * seed))
-    return Problem(root, files, mix, probe, heldout)
+    judge = write_jsonl(root / "judge" / "arithmetic.jsonl", judge_documents(probe_docs, seed=2 + 10 * seed))
+    return Problem(root, files, mix, probe, judge)
 
 
 def train(

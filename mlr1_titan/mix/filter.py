@@ -229,7 +229,7 @@ def _finish(job, mix, ckpt, caps, evals, workdir, tok_info, rate, blocks_of) -> 
         title=f"Influence filter of {mix.name}",
         intro=[
             f"Model: `{ckpt.path}`; probes: {', '.join(caps)}; gradient: {job.gradient.describe()}.",
-            f"New mix: `{mix_file}` (kept documents as shards beside it).",
+            f"New mix: `{mix_file}`; kept documents as shards in `{out / SHARDS}/<source>/`.",
         ],
         scores=scores,
         evals=evals,
@@ -244,7 +244,10 @@ def _finish(job, mix, ckpt, caps, evals, workdir, tok_info, rate, blocks_of) -> 
         extra_columns={
             "kept": [f"{kept[n][0]}/{kept[n][1]} ({100 * kept[n][0] / max(kept[n][1], 1):.1f}%)" for n in names]
         },
-        notes=["rho_g here sums the kept documents' influence over all candidates' tokens (Eq. 5 after Eq. 7)."],
+        notes=[
+            "rho_g here sums the kept documents' influence over all candidates' tokens (Eq. 5 after Eq. 7); "
+            "rho per capability is over all candidates, kept or not."
+        ],
     )
     histograms(
         report_dir / "influence.png", names, per_source_joint, f"joint influence per document at {ckpt.path.name}"

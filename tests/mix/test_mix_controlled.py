@@ -84,7 +84,7 @@ def test_a_model_trained_on_the_scored_mix_beats_the_uniform_mix_on_held_out_ari
     losses = {}
     for name, mix in (("uniform", problem.uniform_mix), ("scored", out / "scored.toml")):
         model = controlled.train(mix, None, steps=STEPS, seed=100)  # same steps x batch x seq_len: same tokens
-        losses[name] = controlled.answer_loss(model, problem.heldout_probe)
+        losses[name] = controlled.answer_loss(model, problem.judge)
     assert losses["scored"] < losses["uniform"], losses
 
 
@@ -330,3 +330,18 @@ def test_cli_error_is_one_line_with_exit_2(problem, tmp_path, capsys):
     twice = ["--probe", "a=1", "--probe", "a=2", "--checkpoints", "a=c", "--out", "o", "--report", "r"]
     assert main(["mix", "score", "--sources", str(problem.uniform_mix), *twice]) == 2
     assert "--probe a= is given 2 times" in capsys.readouterr().err
+
+
+def test_mix_controlled_writes_a_problem_whose_printed_commands_run(tmp_path, capsys):
+    import shlex
+
+    from mlr1_titan.cli import main
+
+    assert main(["mix", "controlled", str(tmp_path / "p"), "--steps", "30"]) == 0
+    printed = capsys.readouterr().out
+    commands = printed.split("Next:\n", 1)[1].replace("\\\n", " ").strip().splitlines()
+    assert [shlex.split(c)[:3] for c in commands] == [["mlr1", "mix", "score"], ["mlr1", "mix", "filter"]]
+    for command in commands:
+        assert main(shlex.split(command)[1:]) == 0, command
+    assert load_mix(tmp_path / "p" / "scored.toml").targets()
+    assert [s.name for s in load_mix(tmp_path / "p" / "filtered" / "mix.toml").sources]
