@@ -20,6 +20,7 @@ from mlr1_titan.data.shards import tokenizer_fingerprint
 from mlr1_titan.hf.config import HFInteropError
 from mlr1_titan.hf.dcp_io import METADATA_FILE, DCPCheckpoint
 from mlr1_titan.hf.export import resolve_flavor
+from mlr1_titan.hf.shapes import MODEL_TOML_NAME
 from mlr1_titan.hf.tokenizer_record import read_tokenizer_record
 from mlr1_titan.mix.errors import InfluenceError
 from mlr1_titan.model import model_registry
@@ -91,7 +92,10 @@ def resolve_checkpoints(patterns: list[str], where: str, keep: int | None = None
         try:
             flavor, _ = resolve_flavor(path, DCPCheckpoint(path).shapes)
         except HFInteropError as err:
-            raise InfluenceError(f"{where}: {err}") from None
+            raise InfluenceError(
+                f"{where}: {err} (mlr1 mix reads the shape from the checkpoint's {MODEL_TOML_NAME}, which the "
+                "trainer and `mlr1 import-hf` write; copy one from a checkpoint of the same run)"
+            ) from None
         out.append(ScoringCheckpoint(path, flavor))
     return out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import zipfile
 
 from mlr1_titan.mix.errors import InfluenceError
 from mlr1_titan.tokenizer_spec import TOKENIZER_HELP
@@ -19,7 +20,11 @@ def _gradient_args(p: argparse.ArgumentParser, block_size: int) -> None:
     )
     g.add_argument("--embeddings", action="store_true", help="also the token embedding (= tied output head)")
     g.add_argument(
-        "--params", action="append", default=[], metavar="REGEX", help="more parameters by name (repeatable)"
+        "--params",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="more parameters: a regex matching whole names, e.g. 'layers[.]0[.].*' (repeatable)",
     )
     g.add_argument(
         "--projection-dim", type=int, default=0, help="sketch gradients to this many dims (0: exact, default)"
@@ -138,7 +143,9 @@ def _score(args) -> int:
         width = max(len(s.name) for s in result.scores)
         for s in result.scores:
             print(f"  {s.name:<{width}}  rho {s.rho:+.4g}  weight {100 * s.weight:6.2f}%")
-        print(f"wrote {args.out} and {result.report}/summary.md ({result.samples_per_second:.1f} sample-scorings/s)")
+        rate = result.samples_per_second
+        speed = f"{rate:.1f} sample-scorings/s" if rate == rate else "all units were done already"
+        print(f"wrote {args.out} and {result.report}/summary.md ({speed})")
     return 0
 
 
@@ -159,7 +166,8 @@ def _filter(args) -> int:
     if result is not None:
         for name, (kept, total) in result.kept.items():
             print(f"  {name}: kept {kept} of {total} ({100 * kept / max(total, 1):.1f}%)")
-        print(f"wrote {result.mix_file} (kept documents in {result.mix_file.parent}/shards/, report in report/)")
+        out = result.mix_file.parent
+        print(f"wrote {result.mix_file} (kept documents in {out}/shards/, report in {out}/report/)")
     return 0
 
 
@@ -204,12 +212,18 @@ def _controlled(args) -> int:
 
 
 def run(func, args) -> int:
-    """Run a command; bad input ends in one line naming it (exit 2)."""
+    """Run a command; bad input (and unreadable files) end in one line naming it (exit 2)."""
     try:
         return func(args)
     except InfluenceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (OSError, EOFError, UnicodeError, zipfile.BadZipFile) as err:  # a file that cannot be read or written
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume from its work dir", file=sys.stderr)
+        return 130
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:

@@ -102,8 +102,12 @@ def read_probe_file(path: str | os.PathLike, tokenizer, capability: str) -> list
         raise InfluenceError(f"probe '{capability}': file not found: {path}")
     texts: list[str] = []
     rows = 0
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InfluenceError(f"probe '{capability}': {path}:{lineno} is not UTF-8 ({err})") from None
             if not line.strip():
                 continue
             rows += 1

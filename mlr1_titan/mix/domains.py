@@ -17,8 +17,11 @@ def load_domains(path: str | os.PathLike | None = None) -> dict[str, list[str]]:
             table = tomllib.load(f).get("domains")
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise InfluenceError(f"--domains {path}: cannot read it: {err}") from None
-    if not isinstance(table, dict) or not all(
-        isinstance(v, list) and all(isinstance(n, str) for n in v) for v in table.values()
-    ):
-        raise InfluenceError(f"--domains {path}: expected a [domains] table of capability = [source names]")
+    if not isinstance(table, dict):
+        raise InfluenceError(f"--domains {path}: no [domains] table (capability = [source names])")
+    for capability, names in table.items():
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise InfluenceError(
+                f"--domains {path}: [domains] {capability} = {names!r}; expected a list of source names"
+            )
     return table

@@ -72,10 +72,17 @@ def probe_files(directory: str | None, named: dict[str, str]) -> dict[str, str]:
         folder = Path(directory)
         if not folder.is_dir():
             raise InfluenceError(f"--probes {directory}: not a folder")
-        out = {p.stem: str(p) for p in sorted(folder.iterdir()) if p.suffix in PROBE_SUFFIXES}
+        for p in sorted(folder.iterdir()):
+            if p.suffix in PROBE_SUFFIXES:
+                if p.stem in out:
+                    raise InfluenceError(f"--probes {directory}: two probe files for '{p.stem}': {out[p.stem]} and {p}")
+                out[p.stem] = str(p)
         if not out:
             raise InfluenceError(f"--probes {directory}: no {' or '.join(PROBE_SUFFIXES)} probe file in it")
-    out.update(named)
+    for cap, path in named.items():
+        if cap in out:
+            raise InfluenceError(f"--probe {cap}={path}: --probes {directory} already has {out[cap]} for '{cap}'")
+        out[cap] = path
     return out
 
 
@@ -89,6 +96,7 @@ def run_filter(job: FilterJob, log=print) -> FilterResult | None:
 
 def _run(job: FilterJob, ranks, log) -> FilterResult | None:
     mix = load_sources(job.sources)
+    load_domains(job.domains)  # a bad --domains file fails now, not after the scoring
     if not job.probes:
         raise InfluenceError("no probes: pass --probes DIR (one CAPABILITY.jsonl per capability) or --probe CAP=FILE")
     for flag, value in (("--block-size", job.block_size), ("--max-docs-per-source", job.max_docs_per_source)):
@@ -97,6 +105,15 @@ def _run(job: FilterJob, ranks, log) -> FilterResult | None:
     bad = [s.name for s in mix.sources if any(c in s.name for c in "$~")]
     if bad:
         raise InfluenceError(f"--sources: source names {bad} contain '$' or '~'; they name shard folders, rename them")
+    out_dir = Path(job.out).resolve()
+    for spec in mix.sources:
+        for path in spec.path if spec.kind != "hub" else ():
+            resolved = Path(path).resolve()
+            if resolved == out_dir or out_dir in resolved.parents:
+                raise InfluenceError(
+                    f"--out {job.out} holds source '{spec.name}' of --sources ({path}): writing there would "
+                    "overwrite what is being read; pass a new folder (round two: --out <new folder>)"
+                )
     found = resolve_checkpoints([job.model], "--model")
     ckpt = found[-1]  # in step order: a checkpoint/ folder stands for its latest step
     if len(found) > 1:
@@ -149,12 +166,14 @@ def _run(job: FilterJob, ranks, log) -> FilterResult | None:
             if not mine:
                 continue
             if workdir.has(name):
-                if str(workdir.load_arrays(name)["digest"]) != block.digest():
+                done = workdir.load_arrays(name)
+                if str(done["digest"]) != block.digest():
                     raise InfluenceError(
                         f"source '{spec.name}': block {block.index} differs from the one scored before in {work}; "
                         "the source changed since the interrupted run: use another --work-dir"
                     )
-                continue
+                if _shards_intact(source_dir, json.loads(str(done["shards"]))):
+                    continue  # else: its kept shards were lost since, so the unit is done again
             scores = model.scores(block.docs, vectors)
             keep = scores @ weights > 0
             writer = ShardWriter(str(source_dir), f"unit-{block.index:06d}", shard_tokens=1 << 62)
@@ -176,6 +195,14 @@ def _run(job: FilterJob, ranks, log) -> FilterResult | None:
     if not ranks.is_first:
         return None
     return _finish(job, mix, ckpt, caps, evals, workdir, tok_info, rate, blocks_of)
+
+
+def _shards_intact(directory: Path, records: list[dict]) -> bool:
+    return all(
+        (directory / r["tokens_file"]).is_file()
+        and (directory / r["tokens_file"]).stat().st_size == 4 * r["num_tokens"]
+        for r in records
+    )
 
 
 def _finish(job, mix, ckpt, caps, evals, workdir, tok_info, rate, blocks_of) -> FilterResult:

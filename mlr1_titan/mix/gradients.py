@@ -58,7 +58,7 @@ class GradientSettings:
     embeddings: bool = False
     """Also the token embedding (= the tied output head): V x dim more values per sample."""
     params: tuple[str, ...] = ()
-    """Extra regexes over parameter names (re.fullmatch) to include."""
+    """Extra regexes over parameter names to include (each must match whole names, re.fullmatch)."""
     projection_dim: int = 0
     """0: exact dot products; k > 0: gradients sketched to k dimensions first (seeded)."""
     seed: int = 0
@@ -105,6 +105,12 @@ def select_parameters(model: torch.nn.Module, settings: GradientSettings) -> lis
         raise InfluenceError(f"--last-blocks {settings.last_blocks}: the model has only {len(layer_ids)} blocks")
     last = set(layer_ids[len(layer_ids) - settings.last_blocks :]) if settings.last_blocks else set()
     patterns = [re.compile(p) for p in settings.params]
+    for pattern in patterns:
+        if not any(pattern.fullmatch(n) for n in names):
+            raise InfluenceError(
+                f"--params {pattern.pattern!r} matches no parameter (it must match a whole name); names look like "
+                f"{names[:3]}"
+            )
     chosen = []
     for name in names:
         block = re.match(r"layers\.(\d+)\.", name)
@@ -177,6 +183,11 @@ class GradientModel:
         self.frozen.update(dict(self.model.named_buffers()))
         numels = [self.selected[n].numel() for n in self.names]
         self.num_params = sum(numels)
+        if self.settings.projection_dim >= self.num_params:
+            raise InfluenceError(
+                f"--projection-dim {self.settings.projection_dim} is not below the {self.num_params} selected "
+                "parameters: exact dot products (--projection-dim 0) are cheaper and exact"
+            )
         self.sketch = (
             _Sketch(self.names, numels, self.settings.projection_dim, self.settings.seed, self.device)
             if self.settings.projection_dim

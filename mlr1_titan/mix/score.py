@@ -61,6 +61,9 @@ class ScoreResult:
 
 def _prepare(job: ScoreJob, log):
     mix = load_sources(job.sources)
+    if Path(job.out).resolve() == Path(mix.file).resolve():
+        raise InfluenceError(f"--out {job.out} is the --sources file itself; write the scored mix to a new file")
+    load_domains(job.domains)  # a bad --domains file fails now, not after the scoring
     missing_ckpt = sorted(set(job.probes) - set(job.checkpoints))
     missing_probe = sorted(set(job.checkpoints) - set(job.probes))
     if not job.probes:

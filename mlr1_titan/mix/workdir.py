@@ -20,6 +20,12 @@ import torch
 from mlr1_titan.mix.errors import InfluenceError
 
 RUN_FILE = "run.json"
+_WHAT = {
+    "blocks": "the scored documents: --samples-per-source, --block-size, --seed or the source files",
+    "checkpoints": "the checkpoint list or their contents",
+    "probes": "the probe files",
+    "sources": "the --sources mix",
+}
 
 
 class WorkDir:
@@ -42,12 +48,29 @@ class WorkDir:
             return
         if not run_file.is_file():
             raise InfluenceError(f"work dir {self.path}: {RUN_FILE} is missing (rank 0 did not create it)")
-        old = json.loads(run_file.read_text())
+        try:
+            old = json.loads(run_file.read_text())
+        except ValueError as err:
+            raise InfluenceError(
+                f"work dir {self.path}: {RUN_FILE} is corrupt ({err}); delete the folder to start over"
+            ) from None
         if old != pin:
-            changed = sorted(k for k in set(old) | set(pin) if old.get(k) != pin.get(k))
+            changed = []
+            for key in sorted(set(old) | set(pin)):
+                a, b = old.get(key), pin.get(key)
+                if a == b:
+                    continue
+                if isinstance(a, dict) and isinstance(b, dict):
+                    changed += [
+                        f"{key}.{k} {a.get(k)!r} -> {b.get(k)!r}"
+                        for k in sorted(set(a) | set(b))
+                        if a.get(k) != b.get(k)
+                    ]
+                else:
+                    changed.append(f"{key} ({_WHAT.get(key, 'differs')})")
             raise InfluenceError(
                 f"work dir {self.path} holds partial results of a run with other inputs (changed: "
-                f"{', '.join(changed)}); use another --work-dir, or delete that folder to start over"
+                f"{'; '.join(changed)}); use another --work-dir, or delete that folder to start over"
             )
 
     def _file(self, name: str, suffix: str) -> Path:

@@ -154,6 +154,16 @@ def test_filter_resumes_and_leaves_out_sources_that_keep_nothing(problem, tmp_pa
         FilterJob(**{**job.__dict__, "sources": str(resumed.mix_file), "out": str(tmp_path / "r2")}), log=quiet
     )
     assert two.kept["arith"][1] == resumed.kept["arith"][0]
+    # A kept shard lost after the run: the rerun does that unit again instead of trusting its record.
+    lost = next((tmp_path / "out" / "shards" / "arith").glob("unit-*.bin"))
+    lost.unlink()
+    again = run_filter(job, log=quiet)
+    assert lost.is_file() and again.kept == reference.kept
+    # --out inside a folder the sources are read from is refused before anything is written.
+    with pytest.raises(InfluenceError, match="would overwrite what is being read"):
+        run_filter(
+            FilterJob(**{**job.__dict__, "sources": str(resumed.mix_file), "out": str(tmp_path / "out")}), log=quiet
+        )
     # The source changed under the work dir: the block digests no longer match.
     controlled.write_jsonl(tmp_path / "arith.jsonl", controlled.source_documents("arithmetic", 300, seed=4))
     with pytest.raises(InfluenceError, match="the source changed since the interrupted run"):
@@ -186,7 +196,7 @@ def test_an_interrupted_run_resumes_to_the_same_result(problem, scored, tmp_path
     assert any("resuming, 5 of" in line for line in lines)
     assert [s.rho for s in resumed.scores] == [s.rho for s in full.scores]
     # Other inputs with the same work dir are refused, naming what changed.
-    with pytest.raises(InfluenceError, match="changed: gradient"):
+    with pytest.raises(InfluenceError, match=r"changed: gradient.last_blocks 2 -> 1"):
         run_score(_job(problem, tmp_path, gradient=GradientSettings(last_blocks=1, batch_size=16, max_tokens=128)))
 
 
@@ -256,6 +266,12 @@ def test_bad_input_is_named(problem, tmp_path):
         run_score(_job(problem, tmp_path, probes={"arithmetic": str(empty_probe)}))
     with pytest.raises(InfluenceError, match="--probe missing for code"):
         run_score(_job(problem, tmp_path, checkpoints={**ok.checkpoints, "code": ok.checkpoints["arithmetic"]}))
+    latin1 = tmp_path / "l.jsonl"
+    latin1.write_bytes(b'{"text": "caf\xe9"}\n')
+    with pytest.raises(InfluenceError, match=r"l.jsonl:1 is not UTF-8"):
+        run_score(_job(problem, tmp_path, probes={"arithmetic": str(latin1)}))
+    with pytest.raises(InfluenceError, match="is the --sources file itself"):
+        run_score(ScoreJob(**{**_job(problem, tmp_path).__dict__, "out": str(problem.uniform_mix)}))
     bad_json = _write(tmp_path / "b.jsonl", '{"text": "1 + 1 = 2."}\n{"text": \n')
     with pytest.raises(InfluenceError, match=r"b.jsonl:2 is not valid JSON"):
         run_score(_job(problem, tmp_path, probes={"arithmetic": str(bad_json)}))

@@ -78,5 +78,9 @@ def test_parameter_selection(model):
         select_parameters(model, GradientSettings(last_blocks=0))
     with pytest.raises(InfluenceError, match="only 2 blocks"):
         select_parameters(model, GradientSettings(last_blocks=3))
+    with pytest.raises(InfluenceError, match="'tok_embeddings' matches no parameter"):
+        select_parameters(model, GradientSettings(params=("tok_embeddings",)))
+    with pytest.raises(InfluenceError, match="--projection-dim 10000000 is not below"):
+        GradientModel(model, GradientSettings(last_blocks=1, projection_dim=10_000_000))
     with pytest.raises(InfluenceError, match="not a valid regex"):
         GradientSettings(params=("(",))
