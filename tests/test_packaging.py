@@ -47,7 +47,7 @@ def wheel(tmp_path_factory) -> Path:
     return path
 
 
-def test_wheel_ships_configs_mixes_eval_tasks_template_and_demo_corpus(wheel):
+def test_wheel_ships_configs_mixes_eval_tasks_template_demo_corpus_and_domains(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
 
     def shipped(directory: Path, pattern: str) -> set[str]:
@@ -57,7 +57,7 @@ def test_wheel_ships_configs_mixes_eval_tasks_template_and_demo_corpus(wheel):
         shipped(model_configs_dir(), "**/*.toml")
         | shipped(data_mix_dir(), "*.toml")
         | {f for f in shipped(eval_tasks_dir(), "**/*") if "__pycache__" not in f and not f.endswith("/fixtures")}
-        | {"mlr1_titan/sft/chat_template.jinja", "mlr1_titan/data_mix/demo_corpus.jsonl"}
+        | {"mlr1_titan/sft/chat_template.jinja", "mlr1_titan/data_mix/demo_corpus.jsonl", "mlr1_titan/mix/domains.toml"}
     )
     assert len(expected) > 40
     assert expected <= names, sorted(expected - names)
@@ -109,6 +109,9 @@ def test_installed_wheel_works_outside_the_checkout(wheel, tmp_path):
             add_generation_prompt=True)
         assert text.endswith("<|start_header_id|>assistant<|end_header_id|>\\n\\n"), text
         print("template", repr(text[:60]))
+
+        from mlr1_titan.mix.domains import load_domains
+        assert set(load_domains()) == {{"code", "math", "knowledge"}}
 
         from lm_eval.tasks import TaskManager, get_task_dict
         from mlr1_titan.resources import eval_tasks_dir
