@@ -180,14 +180,12 @@ def _aggregate(job, mix, checkpoints, caps_of, per_cap, blocks, workdir, rate) -
     names = [s.name for s in mix.sources]
     source_N = np.concatenate([np.full(len(b.docs), names.index(b.source)) for b in blocks])
     tokens_N = np.concatenate([[min(len(d), job.gradient.max_tokens) for d in b.docs] for b in blocks]).astype(np.int64)
-    columns = []
-    for e in evals:
-        col = caps_of[e.checkpoint].index(e.capability)
-        columns.append(
-            np.concatenate(
-                [workdir.load_arrays(f"scores-{e.checkpoint}-{b}")["scores"][:, col] for b in range(len(blocks))]
-            )
-        )
+    # Each checkpoint's unit files are read once, whatever number of capabilities it is scored for.
+    by_checkpoint = {
+        k: np.concatenate([workdir.load_arrays(f"scores-{k}-{b}")["scores"] for b in range(len(blocks))])
+        for k in sorted({e.checkpoint for e in evals})
+    }
+    columns = [by_checkpoint[e.checkpoint][:, caps_of[e.checkpoint].index(e.capability)] for e in evals]
     influence_NE = np.stack(columns, axis=1)
     scores = source_scores(names, source_N, tokens_N, influence_NE, evals)
     by_name = {s.name: s for s in scores}

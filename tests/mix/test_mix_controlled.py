@@ -359,5 +359,6 @@ def test_mix_controlled_writes_a_problem_whose_printed_commands_run(tmp_path, ca
     assert [shlex.split(c)[:3] for c in commands] == [["mlr1", "mix", "score"], ["mlr1", "mix", "filter"]]
     for command in commands:
         assert main(shlex.split(command)[1:]) == 0, command
+    assert "sample-scorings (100.0%)" in capsys.readouterr().err  # --progress: done/total, rate, ETA
     assert load_mix(tmp_path / "p" / "scored.toml").targets()
     assert [s.name for s in load_mix(tmp_path / "p" / "filtered" / "mix.toml").sources]
