@@ -44,10 +44,12 @@ def check_attention_memory(config: MLR1Trainer.Config, *, on_cuda: bool) -> None
         return
     t, p = config.training, config.parallelism
     rows = p.pipeline_parallel_microbatch_size if p.pipeline_parallel_degree > 1 else t.local_batch_size
-    mask_bytes = rows * t.seq_len * t.seq_len
+    data = config.dataloader.selected()
+    length = getattr(data, "row_tokens", None) or t.seq_len  # packed chat rows may be longer than seq_len
+    mask_bytes = rows * length * length
     if mask_bytes > SDPA_DOC_MAX_MASK_BYTES:
         raise ValueError(
-            f"model.attn_backend sdpa_doc builds a {rows} x {t.seq_len} x {t.seq_len} boolean mask "
+            f"model.attn_backend sdpa_doc builds a {rows} x {length} x {length} boolean mask "
             f"({mask_bytes / 2**30:.1f} GiB) per micro-batch on the GPU, above its "
             f"{SDPA_DOC_MAX_MASK_BYTES / 2**30:.0f} GiB limit; use model.attn_backend flex (the GPU default) "
             "or varlen, or a smaller training.local_batch_size"

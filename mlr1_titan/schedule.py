@@ -3,17 +3,30 @@
 ``training.global_batch_size`` is pinned by the stage configs (paper Table 2), so the recipe is the same
 on any number of GPUs: torchtitan turns the difference into gradient-accumulation steps, and the
 mixture loader reads one data stream per row block of a step, so the data is the same too.
+
+Chat SFT counts the global batch in conversations. Packed, the rows are sized from measured
+conversations (``mlr1_titan.sft.step_plan``) and torchtitan is handed the resulting shape: one row of
+``dataloader.chat.row_tokens`` per micro-batch (``training.local_batch_size = 1``) and
+``training.global_batch_size`` = rows per step.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from torchtitan.tools.logging import logger
 
 from mlr1_titan.data.mix_config import parse_phases
-from mlr1_titan.sft.chat_loader import ChatDataLoader, derive_steps
+from mlr1_titan.sft.chat_loader import ChatDataLoader
+from mlr1_titan.sft.source_check import check_sources
+from mlr1_titan.sft.step_plan import (
+    derive_steps,
+    describe_measurement,
+    describe_packed,
+    measure_mix,
+    plan_packed_rows,
+)
 
 if TYPE_CHECKING:
     from mlr1_titan.trainer import MLR1Trainer
@@ -29,6 +42,7 @@ class BatchPlan:
     global_batch_size: int
     accumulation: int
     seq_len: int
+    conversations_per_step: float | None = None  # chat SFT: conversations a step holds (on average when packed)
 
 
 def data_parallel_degree(config: MLR1Trainer.Config, world_size: int) -> int:
@@ -36,11 +50,20 @@ def data_parallel_degree(config: MLR1Trainer.Config, world_size: int) -> int:
     return max(1, world_size // (p.tensor_parallel_degree * p.pipeline_parallel_degree * p.context_parallel_degree))
 
 
+def _packed_chat(config: MLR1Trainer.Config) -> bool:
+    data = config.dataloader.selected()
+    return isinstance(data, ChatDataLoader.Config) and data.packing
+
+
 def plan_batches(config: MLR1Trainer.Config, world_size: int) -> BatchPlan:
     """The split of ``training.global_batch_size`` for ``world_size`` ranks; an impossible one is an
-    error naming both numbers and the data-parallel degrees that work."""
+    error naming both numbers and the data-parallel degrees that work. (Packed chat SFT: the split of
+    the rows that ``resolve_schedule`` derived.)"""
     t = config.training
     dp = data_parallel_degree(config, world_size)
+    if _packed_chat(config) and config.dataloader.chat.row_tokens is None:
+        # Not yet sized: global_batch_size counts conversations, any data-parallel degree works.
+        return BatchPlan(world_size, dp, t.local_batch_size, t.global_batch_size, 1, t.seq_len)
     if t.global_batch_size == 0:
         raise ValueError("training.global_batch_size must be > 0, or -1 for local_batch_size x data-parallel degree")
     global_batch = t.global_batch_size if t.global_batch_size > 0 else t.local_batch_size * dp
@@ -66,17 +89,42 @@ def _si(value: float) -> str:
 
 def describe_batches(config: MLR1Trainer.Config, plan: BatchPlan) -> str:
     """The start-up line: global batch, its split, the run's length, and the stage's paper budget."""
-    tokens = plan.global_batch_size * plan.seq_len
     steps = config.training.steps
     data = config.dataloader.selected()
     chat = isinstance(data, ChatDataLoader.Config)
-    rows = "conversations of up to" if chat and not data.packing else "sequences x"
-    line = (
-        f"batch: {plan.global_batch_size:,} {rows} {plan.seq_len:,} tokens = {_si(tokens)} tokens per step "
-        f"({plan.dp_degree} DP ranks x {plan.local_batch_size} per rank x {plan.accumulation} accumulation steps, "
-        f"{plan.world_size} ranks); "
-    )
-    line += f"{steps:,} steps = {_si(tokens * steps)} tokens" if steps > 0 else "steps derived from the data"
+    if chat and data.packing and data.row_tokens is None:
+        line = (
+            f"batch: {plan.global_batch_size:,} conversations per step on average, packed into rows sized at "
+            f"start-up from measured conversations ({plan.dp_degree} DP ranks, {plan.world_size} ranks); "
+        )
+        tokens = 0
+    elif chat and data.packing:
+        tokens = plan.global_batch_size * data.row_tokens
+        line = (
+            f"batch: {plan.global_batch_size:,} packed rows x {data.row_tokens:,} tokens = {_si(tokens)} tokens per "
+            f"step, ~{plan.conversations_per_step:,.0f} conversations ({plan.dp_degree} DP ranks x 1 row per "
+            f"micro-batch x {plan.accumulation} accumulation steps, {plan.world_size} ranks); "
+        )
+    elif chat and not data.packing:
+        tokens = plan.global_batch_size * plan.seq_len
+        line = (
+            f"batch: {plan.global_batch_size:,} conversations per step, each micro-batch padded to its longest "
+            f"(at most {plan.seq_len:,} tokens; {plan.dp_degree} DP ranks x {plan.local_batch_size} per rank x "
+            f"{plan.accumulation} accumulation steps, {plan.world_size} ranks); "
+        )
+    else:
+        tokens = plan.global_batch_size * plan.seq_len
+        line = (
+            f"batch: {plan.global_batch_size:,} sequences x {plan.seq_len:,} tokens = {_si(tokens)} tokens per step "
+            f"({plan.dp_degree} DP ranks x {plan.local_batch_size} per rank x {plan.accumulation} accumulation steps, "
+            f"{plan.world_size} ranks); "
+        )
+    if steps > 0:
+        line += f"{steps:,} steps" + (
+            f" = {_si(tokens * steps)} tokens" if tokens and not (chat and not data.packing) else ""
+        )
+    else:
+        line += "steps derived from the data"
     if chat:
         if data.epochs is not None:
             line += f"; paper budget: {data.epochs:g} epochs over '{data.mix}' (Table 2)"
@@ -88,31 +136,73 @@ def describe_batches(config: MLR1Trainer.Config, plan: BatchPlan) -> str:
     return line
 
 
-def resolve_schedule(config: MLR1Trainer.Config, plan: BatchPlan) -> None:
-    """Give the mixture loader one data stream per row block of a step, fill ``training.steps`` from the
-    chat data's epochs and ``lr_scheduler.warmup_steps`` from ``warmup_ratio``."""
+def resolve_schedule(config: MLR1Trainer.Config, world_size: int) -> BatchPlan:
+    """The run's batch plan. Checks the chat sources and sizes packed rows (chat SFT), gives the mixture
+    loader one data stream per row block of a step, fills ``training.steps`` from the chat data's
+    epochs and ``lr_scheduler.warmup_steps`` from ``warmup_ratio``."""
+    plan = plan_batches(config, world_size)  # an impossible split fails here, naming the valid DP degrees
+    data = config.dataloader.selected()
+    if isinstance(data, ChatDataLoader.Config):
+        plan = _resolve_chat(config, data, plan)
     p = config.parallelism
     microbatches = (
         config.training.local_batch_size // p.pipeline_parallel_microbatch_size if p.pipeline_parallel_degree > 1 else 1
     )
     config.dataloader.mixture.batches_per_step = plan.accumulation * microbatches
-    if config.training.steps <= 0:
-        _derive_steps_from_data(config, plan)
-    if config.lr_scheduler.warmup_ratio is not None:
-        # Written back so that torchtitan's start-up summary reports the warmup actually used.
-        config.lr_scheduler.warmup_steps = config.lr_scheduler.resolved_warmup_steps(config.training.steps)
-
-
-def _derive_steps_from_data(config: MLR1Trainer.Config, plan: BatchPlan) -> None:
-    data = config.dataloader.selected()
-    if not isinstance(data, ChatDataLoader.Config) or data.epochs is None:
+    if config.training.steps <= 0 and not isinstance(data, ChatDataLoader.Config):
         raise ValueError(
             f"training.steps is {config.training.steps}: set it, or use dataloader.kind = chat with "
             "dataloader.chat.epochs so that the step count is derived from the data"
         )
+    if config.lr_scheduler.warmup_ratio is not None:
+        # Written back so that torchtitan's start-up summary reports the warmup actually used.
+        config.lr_scheduler.warmup_steps = config.lr_scheduler.resolved_warmup_steps(config.training.steps)
+    return plan
+
+
+def _resolve_chat(config: MLR1Trainer.Config, data: ChatDataLoader.Config, plan: BatchPlan) -> BatchPlan:
+    t = config.training
     tokenizer = config.tokenizer.build(tokenizer_path=config.hf_assets_path)
-    steps, report = derive_steps(
-        data, tokenizer, seq_len=config.training.seq_len, global_batch_size=plan.global_batch_size
-    )
-    logger.info(report)
-    config.training.steps = steps
+    check_sources(data, tokenizer, seq_len=t.seq_len)
+    needs_steps = t.steps <= 0
+    if needs_steps and data.epochs is None:
+        raise ValueError(
+            f"training.steps is {t.steps}: set it, or set dataloader.chat.epochs so that the step count is "
+            "derived from the data"
+        )
+    if not data.packing and not needs_steps:
+        return replace(plan, conversations_per_step=plan.global_batch_size)
+    measured = measure_mix(data, tokenizer, seq_len=t.seq_len)
+    logger.info(describe_measurement(measured))
+    conversations_per_step = float(plan.global_batch_size)
+    if data.packing:
+        if config.parallelism.pipeline_parallel_degree > 1:
+            raise ValueError(
+                "dataloader.chat.packing with pipeline parallelism: packed rows are one per micro-batch; "
+                "use packing = false or parallelism.pipeline_parallel_degree = 1"
+            )
+        target = plan.global_batch_size
+        packed = plan_packed_rows(
+            measured.lengths,
+            conversations_per_step=target,
+            dp=plan.dp_degree,
+            seq_len=t.seq_len,
+            max_row_tokens=t.local_batch_size * t.seq_len,
+            lookahead=data.lookahead,
+        )
+        logger.info(describe_packed(packed, target, t.local_batch_size, t.seq_len))
+        data.row_tokens = packed.row_tokens
+        t.local_batch_size = 1
+        t.global_batch_size = packed.dp * packed.rows_per_rank
+        conversations_per_step = packed.conversations_per_step
+        plan = plan_batches(config, plan.world_size)
+    plan = replace(plan, conversations_per_step=conversations_per_step)
+    if needs_steps:
+        t.steps, conversations = derive_steps(
+            measured, epochs=data.epochs, conversations_per_step=conversations_per_step
+        )
+        logger.info(
+            f"SFT schedule for mix '{measured.mix}': {data.epochs:g} epochs = {conversations:,.0f} conversations / "
+            f"{conversations_per_step:,.1f} per step -> {t.steps:,} steps"
+        )
+    return plan

@@ -50,7 +50,7 @@ from mlr1_titan.distill.teacher import Teacher
 from mlr1_titan.distill.teacher_folder import TeacherFolder, check_fits_the_run, check_same_tokenizer
 from mlr1_titan.hf.checkpoint import MLR1CheckpointManager
 from mlr1_titan.model.settings import ModelSettings
-from mlr1_titan.schedule import describe_batches, plan_batches, resolve_schedule
+from mlr1_titan.schedule import describe_batches, resolve_schedule
 from mlr1_titan.tokenizer import Llama3Tokenizer, default_tokenizer_file
 
 
@@ -90,6 +90,9 @@ class MLR1Trainer(Trainer):
             check_tensor_parallel_degree(self.model, self.parallelism.tensor_parallel_degree)
             if self.model.resolved_attn_backend() == "varlen":
                 # Varlen metadata changes shape every batch, which a captured CUDA graph cannot follow.
+                self.training.disable_cuda_graphs = True
+            if self.dataloader.kind == "chat" and not self.dataloader.chat.packing:
+                # Micro-batches padded to their longest conversation change shape every batch.
                 self.training.disable_cuda_graphs = True
             self.model_spec = self.model.build_spec()
             self.loss.vocab_size = self.model_spec.model.vocab_size
@@ -164,8 +167,7 @@ class MLR1Trainer(Trainer):
         install_cpu_device_layer()
         teacher_folder = _check_teacher(config) if config.distill.enabled else None
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        plan = plan_batches(config, world_size)  # an impossible split fails here, naming the valid DP degrees
-        resolve_schedule(config, plan)
+        plan = resolve_schedule(config, world_size)  # an impossible split fails here, naming the valid DP degrees
         check_attention_memory(config, on_cuda=torch.cuda.is_available())
         apply_float8(config)
         if config.model.resolved_attn_backend() == "varlen":

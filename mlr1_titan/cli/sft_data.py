@@ -1,12 +1,19 @@
-"""`mlr1 data preview-sft MIX --n 2`: render chat samples exactly as SFT trains on them.
+"""SFT data sub-commands of `mlr1 data`.
 
-Trained tokens (the targets of the assistant-only loss) are highlighted: green on a terminal, or
-wrapped in ⟦ ⟧ with ``--markers`` / when the output is not a terminal.
+`preview-sft MIX --n 2` renders chat samples exactly as SFT trains on them: trained tokens (the
+targets of the assistant-only loss) are highlighted, green on a terminal, or wrapped in ⟦ ⟧ with
+``--markers`` / when the output is not a terminal.
+
+`fill-questions --mix MIX --out DIR` fills the placeholder questions of the mix's `fill_questions`
+sources from the benchmarks their rows name (OpenCodeReasoning-2; docs/sft.md) and writes
+DIR/<source>.parquet plus DIR/<mix>.toml, the mix that trains on them.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 from mlr1_titan.tokenizer_spec import build_tokenizer
 
@@ -71,6 +78,89 @@ def _cmd_preview_sft(args) -> int:
     return 0
 
 
+def _fill_targets(chat, names: str | None) -> list:
+    """The sources to fill: those with `fill_questions = true`, or the ones `--sources` names."""
+    from mlr1_titan.data.mix_config import MixError
+
+    fillable = [s for s in chat.mix.sources if chat.mappings[s.name].fill_questions]
+    valid = [s.name for s in fillable]
+    if names is None:
+        if not fillable:
+            raise MixError(
+                f"{chat.mix.file}: no source sets 'fill_questions = true' (sources: {[s.name for s in chat.mix.sources]}); "
+                "add it to the sources whose questions are placeholders"
+            )
+        return fillable
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    known = {s.name for s in chat.mix.sources}
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise MixError(f"--sources: {unknown} not in {chat.mix.file}; sources with fill_questions = true: {valid}")
+    plain = [n for n in wanted if n not in valid]
+    if plain:
+        raise MixError(
+            f"--sources: {plain} of {chat.mix.file} do not set fill_questions = true; sources that do: {valid}"
+        )
+    if not wanted:
+        raise MixError(f"--sources: no source named; sources with fill_questions = true: {valid}")
+    return [s for s in fillable if s.name in wanted]
+
+
+def _cmd_fill_questions(args) -> int:
+    from mlr1_titan.data.mix_config import MixError, read_mix_toml
+    from mlr1_titan.data.sources import DataSourceError
+    from mlr1_titan.sft.chat_sources import load_chat_mix, parse_chat_mix
+    from mlr1_titan.sft.question_fill import QuestionFiller, fill_source, filled_mix, write_mix_toml
+
+    try:
+        path, raw = read_mix_toml(args.mix)
+        chat = parse_chat_mix(raw, file=str(path))
+        targets = _fill_targets(chat, args.sources)
+        out = Path(args.out).resolve()
+        mix_out = out / f"{chat.name}.toml"
+        if mix_out == path.resolve():
+            raise MixError(f"--out {args.out}: the filled mix would overwrite its input {path}; choose another folder")
+        out.mkdir(parents=True, exist_ok=True)
+        filler = QuestionFiller(args.hub_mirror)
+        outputs = {}
+        for spec in targets:
+            report = fill_source(
+                spec,
+                chat.mappings[spec.name],
+                filler,
+                out / f"{spec.name}.parquet",
+                hub_mirror=args.hub_mirror,
+                progress_interval=args.progress_interval,
+            )
+            dropped = sum(report.dropped.values())
+            reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(report.dropped.items()))
+            print(
+                f"{spec.name}: {report.read:,} rows read · {report.filled:,} filled · {report.kept:,} kept as they were"
+                f" · {dropped:,} dropped{f' ({reasons})' if reasons else ''} -> {report.out_path}",
+                flush=True,
+            )
+            outputs[spec.name] = report.out_path
+        header = (
+            f"Written by `mlr1 data fill-questions` from {path.resolve()}: source(s) {', '.join(outputs)} read from\n"
+            "their files with the placeholder questions filled in; everything else as in that mix."
+        )
+        write_mix_toml(mix_out, filled_mix(raw, str(path), outputs), header)
+        written = load_chat_mix(str(mix_out))  # what is written is what loads
+    except (MixError, DataSourceError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; the unfinished source's file was not written", file=sys.stderr)
+        return 1
+    hub_left = args.hub_mirror and any(s.kind == "hub" for s in written.mix.sources)
+    print(f"wrote {mix_out}")
+    print(
+        f"train with: --dataloader.chat.mix {mix_out}"
+        + (f" --dataloader.chat.hub_mirror {args.hub_mirror}" if hub_left else "")
+    )
+    return 0
+
+
 def register_data(data_subparsers) -> None:
     p = data_subparsers.add_parser(
         "preview-sft", help="render chat samples of an SFT mix with the trained tokens marked"
@@ -85,3 +175,21 @@ def register_data(data_subparsers) -> None:
     p.add_argument("--tokenizer", default="llama3", help="'llama3' (default) or a tokenizer file/directory")
     p.add_argument("--hub-mirror", default=None, help="directory of local hub snapshots <DIR>/<org>/<name>")
     p.set_defaults(func=_cmd_preview_sft)
+
+    f = data_subparsers.add_parser(
+        "fill-questions",
+        help="fill placeholder questions (OpenCodeReasoning-2) from the benchmarks the rows name",
+        description="For each source of a chat mix with fill_questions = true, write DIR/<source>.parquet: "
+        "its rows in order, placeholder questions replaced by the benchmark's question, unfillable rows "
+        "dropped (counted per reason). Then write DIR/<mix>.toml, the same mix reading those files.",
+    )
+    f.add_argument("--mix", required=True, help="chat mix: data_mix name (sft_reasoning) or TOML path")
+    f.add_argument("--out", required=True, help="output folder for <source>.parquet and <mix>.toml")
+    f.add_argument("--sources", default=None, help="comma-separated sources (default: all with fill_questions)")
+    f.add_argument(
+        "--hub-mirror",
+        default=os.environ.get("MLR1_HUB_MIRROR"),
+        help="directory of local hub snapshots <DIR>/<org>/<name>, the benchmarks' too (env MLR1_HUB_MIRROR)",
+    )
+    f.add_argument("--progress-interval", type=float, default=30.0, help="seconds between progress lines")
+    f.set_defaults(func=_cmd_fill_questions)

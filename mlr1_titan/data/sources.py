@@ -150,7 +150,7 @@ def parquet_blocks(path: str, block: int, spec: SourceSpec) -> Iterator[Any]:
     if missing:
         raise DataSourceError(
             f"source '{spec.name}' ({spec.mix_file}): text field(s) {missing} absent in {path}; "
-            f"its columns are {columns}. Fix 'text_fields' in the mix TOML."
+            f"its columns are {columns}. Fix 'text_fields' (a chat source: its *_field keys) in the mix TOML."
         )
     row0 = 0
     for batch in pf.iter_batches(batch_size=block, columns=wanted):
@@ -209,14 +209,18 @@ def iter_local_records(
 # Hugging Face hub (streaming)
 
 
-def resolve_hub_path(spec: SourceSpec, hub_mirror: str | None) -> str:
-    """A hub id, or the local snapshot `<hub_mirror>/<id>` when it exists (offline clusters)."""
-    dataset_id = spec.path[0]
+def hub_dataset_path(dataset_id: str, hub_mirror: str | None) -> str:
+    """`dataset_id`, or the local snapshot `<hub_mirror>/<dataset_id>` when it exists (offline clusters)."""
     if hub_mirror:
         local = os.path.join(os.path.expanduser(hub_mirror), dataset_id)
         if os.path.isdir(local):
             return local
     return dataset_id
+
+
+def resolve_hub_path(spec: SourceSpec, hub_mirror: str | None) -> str:
+    """Where a hub source is read from: its id, or its local snapshot under `hub_mirror`."""
+    return hub_dataset_path(spec.path[0], hub_mirror)
 
 
 def open_hub_stream(spec: SourceSpec, path: str):

@@ -1,23 +1,30 @@
-"""Chat SFT data for torchtitan: weighted chat sources -> packed, assistant-only-loss batches.
+"""Chat SFT data for torchtitan: weighted chat sources -> packed or padded batches of conversations.
 
 ``ChatDataLoader`` is a torchtitan dataloader component (``[dataloader] kind = "chat"``). Each batch
-row holds one or more whole conversations (packing) or exactly one (``packing = false``), with
-per-conversation ``positions`` so attention never crosses conversations. Labels are the next token
-where that token is an assistant token (``chat_format.render_ids``), else -100; shifting happens
-inside each conversation, so no label ever points into the next one. torchtitan's trainer divides
-the summed token loss by the number of labelled tokens in the whole global batch (all ranks, all
-gradient-accumulation micro-batches), so every trained token weighs the same.
+row holds whole conversations, with per-conversation ``positions`` so attention never crosses them:
+
+* ``packing = true``: rows of ``row_tokens`` tokens filled by ``BestFitPacker``; the trainer sizes
+  the rows so that a step holds ``training.global_batch_size`` conversations on average
+  (``mlr1_titan.sft.step_plan``);
+* ``packing = false``: one conversation per row, each micro-batch padded to its longest row
+  (rounded up to ``pad_multiple``), never to ``seq_len`` -- the paper's TRL run.
+
+Labels are the next token where that token is trained, else -100: assistant turns only
+(``loss_on = "assistant"``, ``chat_format.render_ids``) or every token of the conversation
+(``loss_on = "all"``); shifting happens inside each conversation, so no label ever points into the
+next one, and padding is never a target. torchtitan's trainer divides the summed token loss by the
+number of labelled tokens in the whole global batch (all ranks, all gradient-accumulation
+micro-batches), so every trained token weighs the same.
 
 Sources mix by token weight with the pre-training sampler (``DeficitSampler``) and are read with the
 pre-training readers (epochs, data-parallel striding, resume by skip count). The full state --
-per-source (epoch, cursor), sampler counters, a conversation carried over to the next row, skip
+per-source (epoch, cursor), sampler counters, the conversations waiting in the packer, skip
 counts -- is saved in torchtitan checkpoints, so resuming replays the same batches.
 """
 
 from __future__ import annotations
 
 import gzip
-import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,8 +43,10 @@ from mlr1_titan.data.sources import DataSourceError, plan_text_source, resolve_h
 
 from .chat_format import ChatFormatError, render_ids
 from .chat_sources import ChatMix, load_chat_mix, row_to_messages
+from .packing import BestFitPacker, SourceExhausted
 
 OVERLENGTH_POLICIES = ("truncate", "drop")
+LOSS_SCOPES = ("assistant", "all")
 
 
 @dataclass
@@ -53,13 +62,21 @@ class Sample:
         return sum(1 for t in self.labels if t != IGNORE_INDEX)
 
 
+class UnusableRow(Exception):
+    """A row that cannot become a training sample; ``reason`` is its skip-count key."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
 def shift_conversation(ids: list[int], trained: list[bool]) -> tuple[list[int], list[int]]:
     inputs = ids[:-1]
     labels = [t if learn else IGNORE_INDEX for t, learn in zip(ids[1:], trained[1:])]
     return inputs, labels
 
 
-class _OnePassDone(Exception):
+class OnePassDone(Exception):
     """A finite (single-pass) dataset reached the end of a source's first epoch."""
 
 
@@ -97,7 +114,7 @@ class _ChatReader:
 
     def next_row(self) -> tuple[Any, str]:
         """The next raw row; starts a new epoch (new order) when the source runs out, or ends a
-        finite dataset (``_OnePassDone``).
+        finite dataset (``OnePassDone``).
 
         An epoch read from its start that produced no usable conversation (``mark_used`` never
         called) means the source cannot feed training: that is an error naming it, never a silent drop.
@@ -127,7 +144,7 @@ class _ChatReader:
                         f"({self.cursor} rows read; see the skip counts logged above)"
                     ) from None
                 if not self.infinite:
-                    raise _OnePassDone(self.spec.name) from None
+                    raise OnePassDone(self.spec.name) from None
                 self.epoch, self.cursor, self._rows = self.epoch + 1, 0, None
 
     def mark_used(self) -> None:
@@ -142,19 +159,32 @@ class ChatDataset(IterableDataset, Stateful):
         *,
         seq_len: int,
         packing: bool = True,
+        row_tokens: int | None = None,
+        lookahead: int = 64,
         overlength: str = "truncate",
+        loss_on: str = "assistant",
         seed: int = 0,
         dp_rank: int = 0,
         dp_world_size: int = 1,
         hub_mirror: str | None = None,
         infinite: bool = True,
     ):
-        """``infinite = False``: one pass, ending when any source would start its second epoch
-        (torchtitan's validator asks for this); the last row is the partial one, padded."""
+        """``seq_len``: the longest conversation (longer ones are truncated or dropped); ``row_tokens``:
+        the length of a packed row (default ``seq_len``; may be longer, positions restart per
+        conversation). ``infinite = False``: one pass, ending when any source would start its second
+        epoch (torchtitan's validator asks for this); the last rows are the partial ones."""
         if overlength not in OVERLENGTH_POLICIES:
             raise ValueError(f"overlength must be one of {OVERLENGTH_POLICIES}, got {overlength!r}")
+        if loss_on not in LOSS_SCOPES:
+            raise ValueError(f"loss_on must be one of {LOSS_SCOPES}, got {loss_on!r}")
+        row_tokens = seq_len if row_tokens is None else row_tokens
+        if row_tokens < seq_len:
+            raise ValueError(
+                f"row_tokens {row_tokens} is shorter than seq_len {seq_len}: a conversation must fit a row"
+            )
         self.mix, self.tokenizer, self.seq_len = mix, tokenizer, seq_len
-        self.packing, self.overlength = packing, overlength
+        self.packing, self.overlength, self.loss_on = packing, overlength, loss_on
+        self.row_tokens = row_tokens
         sources = mix.mix.active_sources()
         self.names = [s.name for s in sources]
         self.readers = [
@@ -175,7 +205,10 @@ class ChatDataset(IterableDataset, Stateful):
         self.skips: Counter[str] = Counter()  # "source/reason" -> count
         self.conversations = [0] * len(sources)
         self.trained_tokens = [0] * len(sources)
-        self.pending: Sample | None = None
+        self.packer: BestFitPacker[Sample] = BestFitPacker(row_tokens, lookahead)
+        self.rows = 0
+        self.row_positions = 0  # tokens of all rows yielded (packed: rows x row_tokens)
+        self.real_tokens = 0  # of which conversation tokens
         self.exhausted = False
 
     # -- conversations ------------------------------------------------------------------------
@@ -185,6 +218,25 @@ class ChatDataset(IterableDataset, Stateful):
         self.skips[key] += 1
         if self.skips[key] == 1 or self.skips[key] % 1000 == 0:
             logger.warning(f"SFT data: skipped {self.skips[key]} row(s) of {key} (latest: {where}: {detail})")
+
+    def sample_from_row(self, source: int, row: Any) -> Sample:
+        """One raw row of ``source`` -> a training sample (raises UnusableRow with the skip reason)."""
+        reader = self.readers[source]
+        try:
+            messages = row_to_messages(row, reader.mapping, self.names[source])
+            rendered = render_ids(messages, self.tokenizer)
+        except ChatFormatError as err:
+            raise UnusableRow(err.reason, str(err)) from None
+        trained = rendered.trained if self.loss_on == "assistant" else [True] * len(rendered.ids)
+        inputs, labels = shift_conversation(rendered.ids, trained)
+        if len(inputs) > self.seq_len:
+            if self.overlength == "drop":
+                raise UnusableRow("too_long", f"{len(inputs)} tokens > seq_len {self.seq_len}")
+            inputs, labels = inputs[: self.seq_len], labels[: self.seq_len]
+            if all(t == IGNORE_INDEX for t in labels):
+                raise UnusableRow("prompt_too_long", f"no assistant token within seq_len {self.seq_len}")
+            self.skips[f"{self.names[source]}/truncated"] += 1
+        return Sample(source, inputs, labels)
 
     def next_sample(self) -> Sample:
         """The next trainable conversation of the mix, truncated or dropped if over-length.
@@ -197,60 +249,54 @@ class ChatDataset(IterableDataset, Stateful):
         while True:
             row, where = reader.next_row()
             try:
-                messages = row_to_messages(row, reader.mapping, self.names[i])
-                rendered = render_ids(messages, self.tokenizer)
-            except ChatFormatError as err:
-                self._skip(i, err.reason, where, str(err))
+                sample = self.sample_from_row(i, row)
+            except UnusableRow as err:
+                self._skip(i, err.reason, where, err.detail)
                 continue
-            inputs, labels = shift_conversation(rendered.ids, rendered.trained)
-            if len(inputs) > self.seq_len:
-                if self.overlength == "drop":
-                    self._skip(i, "too_long", where, f"{len(inputs)} tokens > seq_len {self.seq_len}")
-                    continue
-                inputs, labels = inputs[: self.seq_len], labels[: self.seq_len]
-                if all(t == IGNORE_INDEX for t in labels):
-                    self._skip(i, "prompt_too_long", where, f"no assistant token within seq_len {self.seq_len}")
-                    continue
-                self.skips[f"{self.names[i]}/truncated"] += 1
             reader.mark_used()
-            sample = Sample(i, inputs, labels)
-            self.sampler.add(i, len(inputs) if self.mix.unit == "tokens" else 1)
+            self.sampler.add(i, len(sample.inputs) if self.mix.unit == "tokens" else 1)
             self.conversations[i] += 1
             self.trained_tokens[i] += sample.num_trained
             return sample
 
     # -- rows -----------------------------------------------------------------------------------
 
+    def _pull(self) -> Sample:
+        try:
+            return self.next_sample()
+        except OnePassDone:
+            raise SourceExhausted from None
+
     def next_row(self) -> tuple[list[int], list[int], list[int]]:
+        """The next row's (inputs, labels, positions): packed and padded to ``row_tokens``, or one
+        conversation unpadded (``packing = false``; the collate function pads the micro-batch)."""
+        try:
+            samples = self.packer.next_row(self._pull) if self.packing else [self._pull()]
+        except SourceExhausted:
+            self.exhausted = True
+            raise OnePassDone("all sources") from None
         inputs: list[int] = []
         labels: list[int] = []
         positions: list[int] = []
-        while True:
-            try:
-                sample = self.pending or self.next_sample()
-            except _OnePassDone:
-                self.exhausted = True
-                if not inputs:
-                    raise
-                break
-            self.pending = None
-            if inputs and len(inputs) + len(sample.inputs) > self.seq_len:
-                self.pending = sample  # starts the next row
-                break
+        for sample in samples:
             inputs += sample.inputs
             labels += sample.labels
             positions += range(len(sample.inputs))
-            if not self.packing:
-                break
-        pad = self.seq_len - len(inputs)
-        # Padding is its own "document" (positions restart at 0) and is never a target.
-        return inputs + [self.pad_id] * pad, labels + [IGNORE_INDEX] * pad, positions + list(range(pad))
+        self.rows += 1
+        self.real_tokens += len(inputs)
+        if self.packing:
+            pad = self.row_tokens - len(inputs)
+            inputs += [self.pad_id] * pad
+            labels += [IGNORE_INDEX] * pad
+            positions += padding_positions(pad, self.seq_len)
+        self.row_positions += len(inputs)
+        return inputs, labels, positions
 
     def __iter__(self):
         while not self.exhausted:
             try:
                 inputs, labels, positions = self.next_row()
-            except _OnePassDone:
+            except OnePassDone:
                 return
             yield (
                 {
@@ -267,12 +313,11 @@ class ChatDataset(IterableDataset, Stateful):
             "mix": self.mix.name,
             "readers": {n: r.state() for n, r in zip(self.names, self.readers)},
             "sampler": self.sampler.state(),
-            "pending": None
-            if self.pending is None
-            else {"source": self.pending.source, "inputs": self.pending.inputs, "labels": self.pending.labels},
+            "waiting": [{"source": w.source, "inputs": w.inputs, "labels": w.labels} for w in self.packer.waiting],
             "skips": dict(self.skips),
             "conversations": list(self.conversations),
             "trained_tokens": list(self.trained_tokens),
+            "rows": [self.rows, self.row_positions, self.real_tokens],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -285,11 +330,11 @@ class ChatDataset(IterableDataset, Stateful):
             if name in state["readers"]:
                 reader.load_state(state["readers"][name])
         self.sampler.load_state(state["sampler"])
-        pending = state.get("pending")
-        self.pending = None if pending is None else Sample(pending["source"], pending["inputs"], pending["labels"])
+        self.packer.waiting = [Sample(w["source"], w["inputs"], w["labels"]) for w in state.get("waiting", [])]
         self.skips = Counter(state.get("skips", {}))
         self.conversations = list(state.get("conversations", self.conversations))
         self.trained_tokens = list(state.get("trained_tokens", self.trained_tokens))
+        self.rows, self.row_positions, self.real_tokens = state.get("rows", [0, 0, 0])
 
     def metrics(self) -> dict[str, float]:
         total = sum(self.sampler.consumed) or 1
@@ -300,7 +345,36 @@ class ChatDataset(IterableDataset, Stateful):
             out[f"sft_data/{name}/epoch"] = self.readers[i].epoch
         for key, count in self.skips.items():
             out[f"sft_data/skipped/{key}"] = count
+        if self.rows:
+            out["sft_data/conversations_per_row"] = sum(self.conversations) / self.rows
+        if self.packing and self.row_positions:
+            out["sft_data/real_token_fraction"] = self.real_tokens / self.row_positions
         return out
+
+
+def padding_positions(pad: int, seq_len: int) -> list[int]:
+    """Positions of ``pad`` padding tokens: their own documents (restarting at 0), none past the RoPE
+    range of ``seq_len`` positions."""
+    return [i % seq_len for i in range(pad)]
+
+
+class PadToLongest:
+    """Collate for ``packing = false``: pad the micro-batch's rows to its longest, rounded up to ``multiple``."""
+
+    def __init__(self, pad_id: int, multiple: int, seq_len: int):
+        self.pad_id, self.multiple, self.seq_len = pad_id, multiple, seq_len
+
+    def __call__(self, rows):
+        longest = max(len(labels) for _, labels in rows)
+        width = -(-longest // self.multiple) * self.multiple
+        inputs, positions, labels = [], [], []
+        for row, row_labels in rows:
+            pad = width - len(row_labels)
+            tail = torch.tensor(padding_positions(pad, self.seq_len), dtype=torch.long)
+            inputs.append(torch.cat([row["input"], torch.full((pad,), self.pad_id, dtype=torch.long)]))
+            positions.append(torch.cat([row["positions"], tail]))
+            labels.append(torch.cat([row_labels, torch.full((pad,), IGNORE_INDEX, dtype=torch.long)]))
+        return {"input": torch.stack(inputs), "positions": torch.stack(positions)}, torch.stack(labels)
 
 
 class ChatDataLoader(ParallelAwareDataloader):
@@ -323,7 +397,21 @@ class ChatDataLoader(ParallelAwareDataloader):
         mix: str = "sft_general"
         """Chat mix: a name in data_mix/ (file stem) or a path to a chat-mix TOML."""
         packing: bool = True
-        """Pack several conversations per row (per-conversation positions); False pads one per row."""
+        """Pack conversations into rows sized so a step holds global_batch_size of them on average; False: one per row."""
+        row_tokens: Annotated[int | None, tyro.conf.Suppress] = None
+        """Derived at start-up when packing: tokens per packed row (None: seq_len)."""
+        lookahead: int = 64
+        """Packing: conversations waiting to fill the end of a row (best fit; rows start with the oldest)."""
+        pad_multiple: int = 64
+        """packing = false: pad each micro-batch to its longest conversation rounded up to this multiple."""
+        measure_samples: int = 10_000
+        """Conversations measured at start-up for the packed row size and the derived step count."""
+        loss_on: Literal["assistant", "all"] = "assistant"
+        """Tokens the loss covers: 'assistant' turns (ours) or 'all' but padding (the released TRL scripts)."""
+        check_rows: int = 200
+        """Rows of every source read before training; too many unusable ones stop the run (0: no check)."""
+        max_unusable: float = 0.1
+        """Largest fraction of a source's checked rows that may be unusable (skipped) before the run stops."""
         overlength: Literal["truncate", "drop"] = "truncate"
         """Conversation longer than seq_len: 'truncate' (keep the prompt, cut the answer) or 'drop'."""
         epochs: float | None = None
@@ -342,6 +430,11 @@ class ChatDataLoader(ParallelAwareDataloader):
                 )
             if self.epochs is not None and self.epochs <= 0:
                 raise ValueError(f"dataloader.chat.epochs must be > 0, got {self.epochs}")
+            for name in ("lookahead", "pad_multiple", "measure_samples"):
+                if getattr(self, name) < 1:
+                    raise ValueError(f"dataloader.chat.{name} must be >= 1, got {getattr(self, name)}")
+            if not 0.0 <= self.max_unusable <= 1.0:
+                raise ValueError(f"dataloader.chat.max_unusable must be in [0, 1], got {self.max_unusable}")
 
     def __init__(
         self,
@@ -360,12 +453,18 @@ class ChatDataLoader(ParallelAwareDataloader):
             tokenizer,
             seq_len=seq_len,
             packing=config.packing,
+            row_tokens=config.row_tokens,
+            lookahead=config.lookahead,
             overlength=config.overlength,
+            loss_on=config.loss_on,
             seed=config.seed,
             dp_rank=dp_rank,
             dp_world_size=dp_world_size,
             hub_mirror=config.hub_mirror,
             infinite=config.infinite,
+        )
+        collate = (
+            {} if config.packing else {"collate_fn": PadToLongest(self.dataset.pad_id, config.pad_multiple, seq_len)}
         )
         super().__init__(
             self.dataset,
@@ -374,57 +473,11 @@ class ChatDataLoader(ParallelAwareDataloader):
             batch_size=local_batch_size,
             num_workers=0,
             snapshot_every_n_steps=snapshot_every_n_steps,
+            **collate,
         )
 
     def mix_metrics(self) -> dict[str, float]:
         return self.dataset.metrics()
-
-
-# -- epoch-based schedules ----------------------------------------------------------------------
-
-
-def derive_steps(
-    config: ChatDataLoader.Config, tokenizer, *, seq_len: int, global_batch_size: int, sample_size: int = 2000
-) -> tuple[int, str]:
-    """Optimizer steps for ``config.epochs`` passes over the mix, and a report of how they were found.
-
-    Rows per source come from the data (line / row counts, or the hub's split metadata); the mean
-    conversation length and the packing efficiency are measured on the first ``sample_size``
-    conversations exactly as the loader builds them (exact when the mix is that small).
-    """
-    mix = load_chat_mix(config.mix)
-    rows = {s.name: count_rows(s, config.hub_mirror) for s in mix.mix.active_sources()}
-    probe = ChatDataset(
-        mix,
-        tokenizer,
-        seq_len=seq_len,
-        packing=config.packing,
-        overlength=config.overlength,
-        seed=config.seed,
-        hub_mirror=config.hub_mirror,
-    )
-    total_rows = sum(rows.values())
-    n = min(sample_size, total_rows)
-    samples = [probe.next_sample() for _ in range(n)]
-    kept = n / max(1, n + sum(v for k, v in probe.skips.items() if not k.endswith("/truncated")))
-    conversations = total_rows * kept * config.epochs
-    if config.packing:
-        filled, rows_used = 0, 1
-        for s in samples:
-            if filled + len(s.inputs) > seq_len:
-                rows_used, filled = rows_used + 1, 0
-            filled += len(s.inputs)
-        per_row = n / rows_used
-    else:
-        per_row = 1.0
-    steps = max(1, math.ceil(conversations / per_row / global_batch_size))
-    report = (
-        f"SFT schedule for mix '{mix.name}': {total_rows:,} rows ({', '.join(f'{k} {v:,}' for k, v in rows.items())}), "
-        f"{kept:.1%} usable, x {config.epochs:g} epochs = {conversations:,.0f} conversations; "
-        f"{per_row:.2f} conversations per {seq_len}-token row ({'packed' if config.packing else 'padded'}, "
-        f"measured on {n:,}); global batch {global_batch_size} rows -> {steps:,} steps"
-    )
-    return steps, report
 
 
 def count_rows(spec, hub_mirror: str | None = None) -> int:

@@ -10,6 +10,8 @@ token fractions, see docs/data.md) whose sources also say how a row turns into m
     split_think = true      # or: the response holds "<think>...</think>answer"; split it
     domain = "math"         # adds that domain's default system prompt when a row has none
     system_prompt = "..."   # or give the default system prompt literally
+    fill_questions = true   # placeholder questions ("-") are filled by `mlr1 data fill-questions`
+                            # from the benchmark each row names (OpenCodeReasoning-2, docs/sft.md)
 
 Rows that cannot become a trainable conversation raise ``ChatFormatError`` with a short reason
 (``missing_field``, ``unclosed_think``, ``no_assistant_turn``, ``unknown_role``, ``empty_content``...)
@@ -38,6 +40,7 @@ CHAT_KEYS: dict[str, type] = {
     "split_think": bool,
     "domain": str,
     "system_prompt": str,
+    "fill_questions": bool,
 }
 FORMATS = ("messages", "qa")
 
@@ -51,6 +54,17 @@ class ChatMapping:
     reasoning_field: str | None = None
     split_think: bool = False
     system_prompt: str | None = None
+    fill_questions: bool = False
+    """Placeholder questions of this source are filled by `mlr1 data fill-questions` from the
+    benchmark each row names; the loader itself still skips them (train on the command's output)."""
+
+    def read_fields(self) -> tuple[str, ...]:
+        """The top-level row fields this mapping reads (what a parquet reader must load)."""
+        if self.format == "messages":
+            fields = [self.messages_field]
+        else:
+            fields = [self.prompt_field, self.response_field, *([self.reasoning_field] if self.reasoning_field else [])]
+        return tuple(dict.fromkeys(f.split(".")[0] for f in fields))
 
 
 UNITS = ("tokens", "samples")
@@ -121,7 +135,7 @@ def row_to_messages(row: Any, mapping: ChatMapping, source: str) -> list[dict]:
             raise ChatFormatError(
                 "placeholder_prompt",
                 f"source '{source}': '{mapping.prompt_field}' is a placeholder ({prompt.strip()!r}); "
-                "fill the questions in from the original datasets first",
+                "fill the questions in from the original datasets first (mlr1 data fill-questions)",
             )
         assistant: dict[str, Any] = {"role": "assistant", "content": response}
         if mapping.reasoning_field:
@@ -156,6 +170,8 @@ def _mapping(entry: dict, where: str) -> ChatMapping:
         values.setdefault("system_prompt", DEFAULT_SYSTEM_PROMPTS[domain])
     if fmt == "qa" and not {"prompt_field", "response_field"} <= set(values):
         raise MixError(f"{where}: format 'qa' needs 'prompt_field' and 'response_field'")
+    if values.get("fill_questions") and fmt != "qa":
+        raise MixError(f"{where}: 'fill_questions' fills a question field, so it needs format 'qa', got {fmt!r}")
     return ChatMapping(format=fmt, **values)
 
 
@@ -173,8 +189,13 @@ def parse_chat_mix(raw: dict[str, Any], *, file: str) -> ChatMix:
             raise MixError(f"{file}: source #{i + 1} is not a table")
         chat = {**chat_defaults, **{k: v for k, v in entry.items() if k in CHAT_KEYS}}
         where = f"{file}: source '{entry.get('name', f'#{i + 1}')}'"
-        mappings[entry.get("name")] = _mapping(chat, where)
-        entries.append({k: v for k, v in entry.items() if k not in CHAT_KEYS})
+        mapping = mappings[entry.get("name")] = _mapping(chat, where)
+        entry = {k: v for k, v in entry.items() if k not in CHAT_KEYS}
+        if "text_fields" not in entry and "text_fields" not in defaults:
+            # The readers load (parquet) and check (hub schema) the source's `text_fields`; for a chat
+            # source those are the fields its mapping reads.
+            entry["text_fields"] = list(mapping.read_fields())
+        entries.append(entry)
     raw["sources"] = entries
     mix = parse_mix(raw, file=file)
     for source in mix.sources:

@@ -225,10 +225,10 @@ def test_config_names_never_clash_with_the_registry_module_names():
 
 
 def test_warmup_ratio_is_resolved_into_warmup_steps_at_start_up():
-    from mlr1_titan.schedule import plan_batches, resolve_schedule
+    from mlr1_titan.schedule import resolve_schedule
 
     cfg = parse("mlr1_tiny", "--lr_scheduler.warmup_ratio", "0.1", "--training.steps", "95")
-    resolve_schedule(cfg, plan_batches(cfg, 1))
+    resolve_schedule(cfg, 1)
     assert cfg.lr_scheduler.warmup_steps == 10
 
 

@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 _WORDS = ["amber", "basil", "cedar", "delta", "ember", "flint", "grove", "harbor", "iris", "juniper"]
+_HELDOUT_WORDS = ["kestrel", "lotus", "marble", "nectar", "orchid", "pepper", "quartz", "raven"]
 
 
 def arithmetic_conversation(rng: random.Random, with_reasoning: bool) -> dict:
@@ -33,6 +34,25 @@ def word_conversation(rng: random.Random) -> dict:
     return {"messages": turns}
 
 
+def heldout_arithmetic_conversation(rng: random.Random) -> dict:
+    """Another template than ``arithmetic_conversation``: other wording, other reasoning, other numbers."""
+    a, b = rng.randint(61, 99), rng.randint(61, 99)
+    question = rng.choice(["Add {a} and {b}.", "Find the sum of {a} and {b}.", "Compute {a} plus {b}."])
+    response = f"<think>\nSumming {a} with {b} gives {a + b}.\n</think>\n\nThe answer is \\boxed{{{a + b}}}."
+    return {"problem": question.format(a=a, b=b), "generated_solution": response}
+
+
+def heldout_word_conversation(rng: random.Random) -> dict:
+    """Another template than ``word_conversation``: other wording and words never trained on."""
+    word = rng.choice(_HELDOUT_WORDS)
+    return {
+        "messages": [
+            {"role": "user", "content": f"Reverse the letters of {word}."},
+            {"role": "assistant", "content": word[::-1]},
+        ]
+    }
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
@@ -42,17 +62,22 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def write_chat_sets(root: Path, n: int = 200, seed: int = 0) -> dict[str, Path]:
-    """math.jsonl (qa rows with <think>) and words.jsonl (multi-turn messages), plus held-out copies."""
+    """math.jsonl (qa rows with <think>) and words.jsonl (multi-turn messages) for training, and held-out
+    sets of the same two skills written by other generators (other templates, numbers and words)."""
     rng = random.Random(seed)
-    files = {}
-    for split, count in (("train", n), ("heldout", max(8, n // 8))):
-        files[f"math_{split}"] = write_jsonl(
-            root / split / "math.jsonl", [arithmetic_conversation(rng, True) for _ in range(count)]
-        )
-        files[f"words_{split}"] = write_jsonl(
-            root / split / "words.jsonl", [word_conversation(rng) for _ in range(count)]
-        )
-    return files
+    count = max(8, n // 8)
+    return {
+        "math_train": write_jsonl(
+            root / "train" / "math.jsonl", [arithmetic_conversation(rng, True) for _ in range(n)]
+        ),
+        "words_train": write_jsonl(root / "train" / "words.jsonl", [word_conversation(rng) for _ in range(n)]),
+        "math_heldout": write_jsonl(
+            root / "heldout" / "math.jsonl", [heldout_arithmetic_conversation(rng) for _ in range(count)]
+        ),
+        "words_heldout": write_jsonl(
+            root / "heldout" / "words.jsonl", [heldout_word_conversation(rng) for _ in range(count)]
+        ),
+    }
 
 
 def write_chat_mix(

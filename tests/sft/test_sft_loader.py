@@ -10,8 +10,9 @@ import pytest
 import torch
 from sft_testkit import write_chat_mix, write_chat_sets, write_jsonl
 
-from mlr1_titan.sft.chat_loader import ChatDataLoader, ChatDataset, derive_steps
+from mlr1_titan.sft.chat_loader import ChatDataLoader, ChatDataset
 from mlr1_titan.sft.chat_sources import load_chat_mix
+from mlr1_titan.sft.step_plan import derive_steps, measure_mix
 from mlr1_titan.tokenizer import Llama3Tokenizer
 
 IGNORE = -100
@@ -59,16 +60,85 @@ def test_packed_rows_hold_whole_conversations_with_their_own_positions(mix_file,
         assert bos not in labels
 
 
-def test_packing_off_gives_one_padded_conversation_per_row(mix_file, tokenizer):
-    ds = dataset(mix_file, tokenizer, packing=False)
-    for _ in range(6):
-        inputs, labels, positions = ds.next_row()
-        spans = documents(positions)
-        assert inputs[0] == tokenizer.bos_id and inputs.count(tokenizer.bos_id) == 1
-        if len(spans) == 2:  # conversation + padding
-            pad_start = spans[1][0]
-            assert set(inputs[pad_start:]) == {ds.pad_id}
-            assert set(labels[pad_start:]) == {IGNORE}
+def test_packing_off_pads_each_micro_batch_to_its_longest_conversation(mix_file, tokenizer):
+    """One conversation per row; the micro-batch is padded to its longest row rounded up to
+    pad_multiple -- never to seq_len -- and padding is never a target."""
+    cfg = ChatDataLoader.Config(mix=str(mix_file), packing=False, pad_multiple=4)
+    loader = cfg.build(dp_world_size=1, dp_rank=0, tokenizer=tokenizer, seq_len=512, local_batch_size=2)
+    reference = dataset(mix_file, tokenizer, packing=False, seq_len=512)
+    widths = set()
+    for _, (x, labels) in zip(range(10), loader):
+        rows = [reference.next_row() for _ in range(2)]
+        longest = max(len(r[0]) for r in rows)
+        width = x["input"].shape[1]
+        widths.add(width)
+        assert width == -(-longest // 4) * 4 < 512
+        for b, (inputs, row_labels, _) in enumerate(rows):
+            n = len(inputs)
+            assert inputs[0] == tokenizer.bos_id and inputs.count(tokenizer.bos_id) == 1
+            assert x["input"][b, :n].tolist() == inputs and labels[b, :n].tolist() == row_labels
+            assert x["positions"][b, :n].tolist() == list(range(n))
+            assert set(x["input"][b, n:].tolist()) <= {reference.pad_id}
+            assert set(labels[b, n:].tolist()) <= {IGNORE}
+            assert x["positions"][b, n:].tolist() == list(range(width - n))  # padding: its own document
+    assert len(widths) > 1  # the shape follows the data
+
+
+def test_packed_rows_are_full_and_keep_every_conversation_once(tmp_path, tokenizer):
+    """Best-fit packing: a row's free tail is always shorter than every waiting conversation, rows are
+    > 95% full, and one pass serves exactly the stream's conversations, whole, each once."""
+    files = write_chat_sets(tmp_path, n=200, seed=3)
+    mix = write_chat_mix(tmp_path / "m.toml", files["math_train"], files["words_train"])
+    packed = dataset(mix, tokenizer, seq_len=128, row_tokens=384, lookahead=16, infinite=False)
+    stream = dataset(mix, tokenizer, seq_len=128, infinite=False, packing=False)
+    expected = [(tuple(x["input"].tolist()), tuple(lab.tolist())) for x, lab in stream]
+    got, rows, real = [], 0, 0
+    for x, labels in packed:
+        inputs, labels, positions = x["input"].tolist(), labels.tolist(), x["positions"].tolist()
+        assert len(inputs) == len(labels) == len(positions) == 384
+        rows += 1
+        used = 0
+        for start, end in documents(positions):
+            if inputs[start] == tokenizer.bos_id:
+                got.append((tuple(inputs[start:end]), tuple(labels[start:end])))
+                used += end - start
+        real += used
+        if packed.packer.waiting:
+            assert 384 - used < min(len(w.inputs) for w in packed.packer.waiting)
+    assert Counter(got) == Counter(expected) and len(got) == sum(packed.conversations) > 200
+    assert real / (rows * 384) > 0.95
+    assert packed.metrics()["sft_data/real_token_fraction"] == pytest.approx(real / (rows * 384))
+
+
+def test_loss_scope_assistant_or_all_on_the_same_conversation(tmp_path, tokenizer):
+    from mlr1_titan.sft.chat_format import render_ids
+
+    conversation = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Spell cedar backwards."},
+        {"role": "assistant", "content": "radec"},
+        {"role": "user", "content": "And iris?"},
+        {"role": "assistant", "content": "siri"},
+    ]
+    rows = write_jsonl(tmp_path / "c.jsonl", [{"messages": conversation}])
+    mix = tmp_path / "c.toml"
+    mix.write_text(
+        'name = "c"\n[[sources]]\nname = "c"\nkind = "local"\n'
+        f'path = "{rows.as_posix()}"\nformat = "messages"\nweight = 1\n'
+    )
+    ids = render_ids(conversation, tokenizer)
+    assistant = dataset(mix, tokenizer, seq_len=256, loss_on="assistant").next_sample()
+    everything = dataset(mix, tokenizer, seq_len=256, loss_on="all").next_sample()
+    assert assistant.inputs == everything.inputs == ids.ids[:-1]
+    # all: every next token is a target, the system / user text and headers included
+    assert everything.labels == ids.ids[1:]
+    # assistant: exactly the assistant bodies and their <|eot_id|>
+    assert assistant.labels == [t if learn else IGNORE for t, learn in zip(ids.ids[1:], ids.trained[1:])]
+    trained_text = tokenizer.decode([t for t in assistant.labels if t != IGNORE])
+    assert trained_text == "radec<|eot_id|>siri<|eot_id|>"
+    assert "Spell cedar" in tokenizer.decode(everything.labels)
+    with pytest.raises(ValueError, match="loss_on"):
+        dataset(mix, tokenizer, loss_on="prompt")
 
 
 def test_overlength_truncate_keeps_prompt_drop_skips(tmp_path, tokenizer):
@@ -238,14 +308,12 @@ def test_loss_is_normalised_over_all_trained_tokens_of_the_global_batch():
 
 
 def test_epochs_derive_the_step_count(mix_file, tokenizer):
-    cfg = ChatDataLoader.Config(mix=str(mix_file), epochs=2, packing=False)
-    steps, report = derive_steps(cfg, tokenizer, seq_len=128, global_batch_size=8)
-    assert steps == 2 * 240 // 8  # 240 rows, one conversation per row, all usable
-    assert "240 rows" in report and "x 2 epochs" in report
-    packed, _ = derive_steps(
-        ChatDataLoader.Config(mix=str(mix_file), epochs=2), tokenizer, seq_len=128, global_batch_size=8
-    )
-    assert packed < steps
+    measured = measure_mix(ChatDataLoader.Config(mix=str(mix_file), epochs=2), tokenizer, seq_len=128)
+    assert measured.rows == {"math": 120, "words": 120} and measured.usable == 1.0
+    assert len(measured.lengths) == 240  # a mix this small is measured whole
+    steps, conversations = derive_steps(measured, epochs=2, conversations_per_step=8)
+    assert (steps, conversations) == (2 * 240 // 8, 480)  # 240 rows, all usable
+    assert derive_steps(measured, epochs=2, conversations_per_step=7.5)[0] == 64  # ceil(480 / 7.5)
 
 
 def test_preview_sft_marks_exactly_the_trained_spans(mix_file, capsys):

@@ -27,7 +27,9 @@ def parse(name: str, *overrides: str):
     ],
 )
 def test_table2_global_batches_are_pinned_and_accumulation_follows_the_gpu_count(name, global_batch, local_batch, seq):
-    cfg = parse(name)
+    # SFT: the padded reproduction (packing = false) splits conversations like the paper's TRL run;
+    # packed rows are sized from the data at start-up (tests/sft/test_sft_step_plan.py).
+    cfg = parse(name, *(["--dataloader.chat.no-packing"] if "sft" in name else []))
     assert (cfg.training.global_batch_size, cfg.training.local_batch_size, cfg.training.seq_len) == (
         global_batch,
         local_batch,
@@ -122,3 +124,36 @@ def test_the_launch_line_refuses_a_missing_or_repeated_config():
         torchtitan_argv(["--job.config="])
     with pytest.raises(SystemExit, match="given twice"):
         torchtitan_argv(["--job.config", "a.toml", "--job.config", "b.toml"])
+
+
+@pytest.mark.parametrize(
+    ("name", "tokens"),
+    [
+        ("mlr1_950m", 16 * 2048),  # pre-training: 16 x 2k per micro-batch
+        ("mlr1_950m_midtrain_phase2", 4 * 4096),  # mid-training: 4 x 4k
+        ("mlr1_950m_sft_general", 4 * 4096),  # general SFT: a micro-batch of at most 4 x 4k tokens
+        ("mlr1_950m_sft_reasoning", 8 * 32768),  # reasoning SFT: at most 8 x 32k tokens (one packed row)
+    ],
+)
+def test_loss_chunks_hold_at_most_4k_tokens_of_logits_at_any_sequence_length(name, tokens):
+    """The shipped configs bound one chunk's logits in tokens (<= 4,096 x vocab: ~2 GiB in fp32 for
+    128,256 tokens of vocabulary), whatever the stage's batch and sequence length."""
+    import torch
+
+    cfg = parse(name)
+    assert cfg.loss.chunked and cfg.loss.chunk_tokens <= 4096
+    loss_fn = cfg.loss.build()
+    head = torch.nn.Linear(4, 8, bias=False)  # stands in for the 128,256-way lm_head: records chunk sizes
+    seen: list[int] = []
+    head.register_forward_hook(lambda _m, inp, _out: seen.append(inp[0].shape[1]))
+    loss_fn.set_lm_head(head)
+    rows = cfg.training.local_batch_size
+    h = torch.randn(rows, tokens // rows, 4, requires_grad=True)
+    labels = torch.randint(0, 8, (rows, tokens // rows))
+    loss, _ = loss_fn(h, labels, torch.tensor(float(tokens)))
+    loss.backward()
+    assert max(seen) <= 4096 and sum(seen) == tokens
+    packed = torch.randn(1, tokens, 4, requires_grad=True)  # the same tokens as one packed row
+    seen.clear()
+    loss_fn(packed, labels.reshape(1, tokens), torch.tensor(float(tokens)))[0].backward()
+    assert max(seen) <= 4096 and sum(seen) == tokens

@@ -1,5 +1,7 @@
-"""Both SFT stages through the real trainer on CPU, on local chat files: general SFT (2 ranks, FSDP)
-learns (held-out assistant-token loss falls), then reasoning SFT starts from its weights."""
+"""Both SFT stages through the real trainer on CPU, on local chat files: general SFT (2 ranks, FSDP,
+packed rows sized to the stage's conversations per step) learns -- the assistant-token loss falls on a
+held-out set written by other generators (other templates, numbers and words) -- then reasoning SFT
+starts from its weights."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ def stage_toml(path, base, train_mix, heldout_mix, seq_len, extra=""):
         '[model]\nflavor = "tiny"\n'
         f'[dataloader.chat]\nmix = "{train_mix.as_posix()}"\nepochs = 1\npacking = true\n'
         "[optimizer]\nlr = 2.0e-3\n"
-        f'[training]\nlocal_batch_size = 4\nglobal_batch_size = 8\nseq_len = {seq_len}\nmixed_precision_param = "float32"\n'
+        f'[training]\nlocal_batch_size = 4\nglobal_batch_size = 16\nseq_len = {seq_len}\nmixed_precision_param = "float32"\n'
         '[activation_checkpoint]\nmode = "none"\n'
         "[checkpoint]\nenable = true\ninterval = 1000\n"
         "[metrics]\nlog_freq = 1\n"
@@ -35,12 +37,17 @@ def test_general_then_reasoning_sft_on_cpu(tmp_path):
     files = write_chat_sets(tmp_path / "data", n=160)
     train = write_chat_mix(tmp_path / "train.toml", files["math_train"], files["words_train"])
     heldout = write_chat_mix(tmp_path / "heldout.toml", files["math_heldout"], files["words_heldout"])
+    trained_text = files["math_train"].read_text() + files["words_train"].read_text()
+    for line in files["math_heldout"].read_text().splitlines() + files["words_heldout"].read_text().splitlines():
+        assert line not in trained_text  # held-out is not a copy of the training distribution
 
     general = stage_toml(tmp_path / "general.toml", "sft_general.toml", train, heldout, seq_len=128)
     out = tmp_path / "general"
     proc = run_trainer(str(general), out, nproc=2)
     log = proc.stdout + proc.stderr
     steps = int(re.search(r"SFT schedule for mix .* -> ([\d,]+) steps", log).group(1).replace(",", ""))
+    per_step = float(re.search(r"SFT packing: 2 DP ranks .* -> ([\d.]+) conversations per step", log).group(1))
+    assert per_step == pytest.approx(16, rel=0.1)  # training.global_batch_size = 16 conversations
     assert 10 <= steps <= 60
     assert re.search(rf"warmup: {max(1, -(-3 * steps // 100))} steps \(warmup_ratio 0.03", log)
     val = tensorboard_losses(out, "validation_metrics/loss")

@@ -1,0 +1,154 @@
+"""How many optimizer steps an SFT stage takes, and (packing) how long its rows are.
+
+The paper counts a step's batch in **conversations** (Table 2: 512 for general SFT, 1,024 for reasoning
+SFT), so ``training.global_batch_size`` is a number of conversations in both loader modes:
+
+* ``packing = false``: one conversation per row, so rows = conversations (the paper's TRL run);
+* ``packing = true``: every rank runs ``rows_per_rank`` rows of ``row_tokens`` tokens per step (one row per
+  micro-batch). They are sized from conversations measured at start-up: a step's tokens = the
+  target conversations x their mean length / how full the packer fills rows (simulated on the same
+  lengths). Rows are as long as a micro-batch of the padded run may be
+  (``local_batch_size x seq_len``) but never shorter than ``seq_len``, so the longest
+  conversation fits. A step therefore holds the target number of conversations *on average*, every
+  step has the same shape, and the step count per epoch -- hence the LR schedule -- is the paper's.
+
+Conversations are measured exactly as the loader builds them (same mix, seed, truncation, loss scope).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .chat_loader import ChatDataLoader, ChatDataset, count_rows
+from .chat_sources import load_chat_mix
+from .packing import simulate_rows
+
+ROW_MULTIPLE = (
+    64  # packed rows are a multiple of this: divisible for sequence (TP <= 64) / context parallelism (CP <= 32)
+)
+
+
+@dataclass(frozen=True)
+class MixMeasurement:
+    """The first conversations of a mix, as the loader builds them."""
+
+    mix: str
+    rows: dict[str, int]  # rows per source (line / row counts or split metadata)
+    lengths: list[int]  # input tokens of each measured conversation
+    usable: float  # fraction of rows read that became a conversation
+
+    @property
+    def mean_tokens(self) -> float:
+        return sum(self.lengths) / len(self.lengths)
+
+    @property
+    def mean_tokens_rel_ci95(self) -> float:
+        """Half-width of the 95% confidence interval of the mean length, relative to the mean."""
+        n, mean = len(self.lengths), self.mean_tokens
+        if n < 2:
+            return float("inf")
+        var = sum((x - mean) ** 2 for x in self.lengths) / (n - 1)
+        return 1.96 * math.sqrt(var / n) / mean
+
+
+def measure_mix(config: ChatDataLoader.Config, tokenizer, *, seq_len: int) -> MixMeasurement:
+    mix = load_chat_mix(config.mix)
+    rows = {s.name: count_rows(s, config.hub_mirror) for s in mix.mix.active_sources()}
+    probe = ChatDataset(
+        mix,
+        tokenizer,
+        seq_len=seq_len,
+        overlength=config.overlength,
+        loss_on=config.loss_on,
+        seed=config.seed,
+        hub_mirror=config.hub_mirror,
+    )
+    n = max(1, min(config.measure_samples, sum(rows.values())))
+    lengths = [len(probe.next_sample().inputs) for _ in range(n)]
+    skipped = sum(v for k, v in probe.skips.items() if not k.endswith("/truncated"))
+    return MixMeasurement(mix.name, rows, lengths, n / (n + skipped))
+
+
+@dataclass(frozen=True)
+class PackedRows:
+    """The shape of a packed step: ``dp`` ranks x ``rows_per_rank`` rows of ``row_tokens`` tokens."""
+
+    row_tokens: int
+    rows_per_rank: int
+    dp: int
+    conversations_per_row: float  # simulated on the measured lengths
+    fill: float  # conversation tokens / row tokens, simulated
+
+    @property
+    def conversations_per_step(self) -> float:
+        return self.dp * self.rows_per_rank * self.conversations_per_row
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.dp * self.rows_per_rank * self.row_tokens
+
+
+def _round_up(n: float, multiple: int) -> int:
+    return int(-(-math.ceil(n) // multiple) * multiple)
+
+
+def plan_packed_rows(
+    lengths: list[int], *, conversations_per_step: int, dp: int, seq_len: int, max_row_tokens: int, lookahead: int
+) -> PackedRows:
+    """Rows per rank and row length so that a step holds ``conversations_per_step`` on average.
+
+    A fixed point: the row length sets how full rows are, which sets the tokens a step needs; a few
+    rounds settle it, trying the row lengths on both sides of the exact one (rows are a multiple of
+    ``ROW_MULTIPLE``) and keeping the closest to the target. Rows never drop below ``seq_len``: when one rank's share of a step is less
+    than that, the step holds more conversations than asked (``conversations_per_step`` tells).
+    """
+    floor = _round_up(seq_len, ROW_MULTIPLE)
+    ceiling = max(floor, max_row_tokens // ROW_MULTIPLE * ROW_MULTIPLE)
+    total = sum(lengths)
+    step_tokens = conversations_per_step * total / len(lengths)  # first guess: rows 100% full
+    tried: dict[tuple[int, int], PackedRows] = {}
+    for _ in range(8):
+        per_rank = step_tokens / dp
+        rows_per_rank = max(1, math.ceil(per_rank / ceiling))
+        exact = per_rank / rows_per_rank
+        below = math.floor(exact / ROW_MULTIPLE) * ROW_MULTIPLE
+        candidates = {min(ceiling, max(floor, n)) for n in (below, below + ROW_MULTIPLE)}
+        new = [(n, rows_per_rank) for n in candidates if (n, rows_per_rank) not in tried]
+        if not new:
+            break
+        for row_tokens, per in new:
+            rows = simulate_rows(lengths, row_tokens, lookahead)
+            tried[(row_tokens, per)] = PackedRows(row_tokens, per, dp, len(lengths) / rows, total / (rows * row_tokens))
+        best = min(tried.values(), key=lambda p: abs(p.conversations_per_step - conversations_per_step))
+        step_tokens = conversations_per_step * total / len(lengths) / best.fill
+    return min(tried.values(), key=lambda p: abs(p.conversations_per_step - conversations_per_step))
+
+
+def derive_steps(measured: MixMeasurement, *, epochs: float, conversations_per_step: float) -> tuple[int, float]:
+    """Optimizer steps for ``epochs`` passes over the mix, and the conversations they cover."""
+    conversations = sum(measured.rows.values()) * measured.usable * epochs
+    return max(1, math.ceil(conversations / conversations_per_step)), conversations
+
+
+def describe_measurement(measured: MixMeasurement) -> str:
+    rows = ", ".join(f"{k} {v:,}" for k, v in measured.rows.items())
+    return (
+        f"SFT data '{measured.mix}': {sum(measured.rows.values()):,} rows ({rows}), {measured.usable:.1%} usable; "
+        f"mean conversation {measured.mean_tokens:,.0f} tokens (+-{measured.mean_tokens_rel_ci95:.1%} at 95%, "
+        f"measured on {len(measured.lengths):,})"
+    )
+
+
+def describe_packed(plan: PackedRows, target: int, local_batch_size: int, seq_len: int) -> str:
+    line = (
+        f"SFT packing: {plan.dp} DP ranks x {plan.rows_per_rank} row(s) of {plan.row_tokens:,} tokens per step "
+        f"(micro-batch of at most {local_batch_size} x {seq_len:,} tokens), rows {plan.fill:.1%} full -> "
+        f"{plan.conversations_per_step:,.1f} conversations per step on average (training.global_batch_size {target:,})"
+    )
+    if plan.conversations_per_step > target * 1.02:
+        line += (
+            f"; WARNING: {plan.conversations_per_step / target - 1:.0%} more than asked: one rank's share of a step "
+            f"is less than one {seq_len:,}-token row; use fewer data-parallel ranks (e.g. tensor parallelism) or packing = false"
+        )
+    return line
