@@ -191,7 +191,7 @@ def _resolve_chat(config: MLR1Trainer.Config, data: ChatDataLoader.Config, plan:
             lookahead=data.lookahead,
         )
         logger.info(describe_packed(packed, target, t.local_batch_size, t.seq_len))
-        data.row_tokens = packed.row_tokens
+        data.row_tokens, data.row_quota = packed.row_tokens, packed.row_quota
         t.local_batch_size = 1
         t.global_batch_size = packed.dp * packed.rows_per_rank
         conversations_per_step = packed.conversations_per_step

@@ -161,6 +161,7 @@ class ChatDataset(IterableDataset, Stateful):
         packing: bool = True,
         row_tokens: int | None = None,
         lookahead: int = 64,
+        row_quota: float | None = None,
         overlength: str = "truncate",
         loss_on: str = "assistant",
         seed: int = 0,
@@ -205,7 +206,7 @@ class ChatDataset(IterableDataset, Stateful):
         self.skips: Counter[str] = Counter()  # "source/reason" -> count
         self.conversations = [0] * len(sources)
         self.trained_tokens = [0] * len(sources)
-        self.packer: BestFitPacker[Sample] = BestFitPacker(row_tokens, lookahead)
+        self.packer: BestFitPacker[Sample] = BestFitPacker(row_tokens, lookahead, row_quota)
         self.rows = 0
         self.row_positions = 0  # tokens of all rows yielded (packed: rows x row_tokens)
         self.real_tokens = 0  # of which conversation tokens
@@ -318,6 +319,7 @@ class ChatDataset(IterableDataset, Stateful):
             "conversations": list(self.conversations),
             "trained_tokens": list(self.trained_tokens),
             "rows": [self.rows, self.row_positions, self.real_tokens],
+            "packer": [self.packer.rows, self.packer.taken],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -335,6 +337,7 @@ class ChatDataset(IterableDataset, Stateful):
         self.conversations = list(state.get("conversations", self.conversations))
         self.trained_tokens = list(state.get("trained_tokens", self.trained_tokens))
         self.rows, self.row_positions, self.real_tokens = state.get("rows", [0, 0, 0])
+        self.packer.rows, self.packer.taken = state.get("packer", [0, 0])
 
     def metrics(self) -> dict[str, float]:
         total = sum(self.sampler.consumed) or 1
@@ -400,6 +403,8 @@ class ChatDataLoader(ParallelAwareDataloader):
         """Pack conversations into rows sized so a step holds global_batch_size of them on average; False: one per row."""
         row_tokens: Annotated[int | None, tyro.conf.Suppress] = None
         """Derived at start-up when packing: tokens per packed row (None: seq_len)."""
+        row_quota: Annotated[float | None, tyro.conf.Suppress] = None
+        """Derived at start-up when packing: conversations per row on average (None: as many as fit)."""
         lookahead: int = 64
         """Packing: conversations waiting to fill the end of a row (best fit; rows start with the oldest)."""
         pad_multiple: int = 64
@@ -455,6 +460,7 @@ class ChatDataLoader(ParallelAwareDataloader):
             packing=config.packing,
             row_tokens=config.row_tokens,
             lookahead=config.lookahead,
+            row_quota=config.row_quota,
             overlength=config.overlength,
             loss_on=config.loss_on,
             seed=config.seed,

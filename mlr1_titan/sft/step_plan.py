@@ -79,6 +79,7 @@ class PackedRows:
     dp: int
     conversations_per_row: float  # simulated on the measured lengths
     fill: float  # conversation tokens / row tokens, simulated
+    row_quota: float | None = None  # conversations per row on average, when a rank's share is < one row
 
     @property
     def conversations_per_step(self) -> float:
@@ -101,7 +102,8 @@ def plan_packed_rows(
     A fixed point: the row length sets how full rows are, which sets the tokens a step needs; a few
     rounds settle it, trying the row lengths on both sides of the exact one (rows are a multiple of
     ``ROW_MULTIPLE``) and keeping the closest to the target. Rows never drop below ``seq_len``: when one rank's share of a step is less
-    than that, the step holds more conversations than asked (``conversations_per_step`` tells).
+    than that, rows take the conversations that keep a step at the target on average
+    (``row_quota``), the rest of each row padded.
     """
     floor = _round_up(seq_len, ROW_MULTIPLE)
     ceiling = max(floor, max_row_tokens // ROW_MULTIPLE * ROW_MULTIPLE)
@@ -122,7 +124,16 @@ def plan_packed_rows(
             tried[(row_tokens, per)] = PackedRows(row_tokens, per, dp, len(lengths) / rows, total / (rows * row_tokens))
         best = min(tried.values(), key=lambda p: abs(p.conversations_per_step - conversations_per_step))
         step_tokens = conversations_per_step * total / len(lengths) / best.fill
-    return min(tried.values(), key=lambda p: abs(p.conversations_per_step - conversations_per_step))
+    best = min(tried.values(), key=lambda p: abs(p.conversations_per_step - conversations_per_step))
+    if best.conversations_per_step <= conversations_per_step * 1.02:
+        return best
+    # A rank's share of a step is less than one row: a running quota of conversations per row instead.
+    quota = conversations_per_step / (dp * best.rows_per_rank)
+    rows = simulate_rows(lengths, best.row_tokens, lookahead, quota)
+    quoted = PackedRows(
+        best.row_tokens, best.rows_per_rank, dp, len(lengths) / rows, total / (rows * best.row_tokens), quota
+    )
+    return min((best, quoted), key=lambda p: abs(p.conversations_per_step - conversations_per_step))
 
 
 def derive_steps(measured: MixMeasurement, *, epochs: float, conversations_per_step: float) -> tuple[int, float]:
@@ -141,14 +152,15 @@ def describe_measurement(measured: MixMeasurement) -> str:
 
 
 def describe_packed(plan: PackedRows, target: int, local_batch_size: int, seq_len: int) -> str:
+    cap = f", {plan.row_quota:.2f} conversations per row on average" if plan.row_quota else ""
     line = (
         f"SFT packing: {plan.dp} DP ranks x {plan.rows_per_rank} row(s) of {plan.row_tokens:,} tokens per step "
-        f"(micro-batch of at most {local_batch_size} x {seq_len:,} tokens), rows {plan.fill:.1%} full -> "
+        f"(micro-batch of at most {local_batch_size} x {seq_len:,} tokens{cap}), rows {plan.fill:.1%} full -> "
         f"{plan.conversations_per_step:,.1f} conversations per step on average (training.global_batch_size {target:,})"
     )
-    if plan.conversations_per_step > target * 1.02:
+    if abs(plan.conversations_per_step / target - 1) > 0.02:
         line += (
-            f"; WARNING: {plan.conversations_per_step / target - 1:.0%} more than asked: one rank's share of a step "
-            f"is less than one {seq_len:,}-token row; use fewer data-parallel ranks (e.g. tensor parallelism) or packing = false"
+            f"; WARNING: {plan.conversations_per_step / target - 1:+.0%} off the target: {plan.dp} ranks share "
+            f"{target:,} conversations; use fewer data-parallel ranks (e.g. tensor parallelism) or packing = false"
         )
     return line

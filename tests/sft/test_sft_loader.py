@@ -352,3 +352,21 @@ def test_finite_dataset_is_one_pass_for_the_validator(mix_file, tokenizer):
     assert conversations <= 2 * 120
     endless = iter(dataset(mix_file, tokenizer, packing=False))
     assert len([next(endless) for _ in range(3 * 120)]) == 3 * 120  # infinite: re-reads epochs
+
+
+def test_row_quota_keeps_the_mean_conversations_per_row_and_resumes(mix_file, tokenizer):
+    def per_row(ds, n):
+        out = []
+        for _ in range(n):
+            inputs, _, positions = ds.next_row()
+            out.append(sum(1 for s, _ in documents(positions) if inputs[s] == tokenizer.bos_id))
+        return out
+
+    ds = dataset(mix_file, tokenizer, seq_len=128, row_tokens=512, row_quota=2.25)
+    counts = per_row(ds, 40)  # short conversations: many would fit, 2.25 per row are taken on average
+    assert set(counts) == {2, 3} and sum(counts) == 90
+    resumed = dataset(mix_file, tokenizer, seq_len=128, row_tokens=512, row_quota=2.25)
+    first = dataset(mix_file, tokenizer, seq_len=128, row_tokens=512, row_quota=2.25)
+    per_row(first, 13)
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    assert per_row(resumed, 27) == counts[13:]

@@ -88,15 +88,22 @@ def test_packed_steps_hold_the_target_conversations_over_an_epoch(tmp_path, toke
     assert real / computed > 0.95
 
 
-def test_rows_never_shorter_than_seq_len_and_the_excess_is_reported(tokenizer):
+def test_rows_never_shorter_than_seq_len_and_a_small_share_caps_the_row(tokenizer):
     from mlr1_titan.sft.step_plan import describe_packed
 
-    lengths = [500] * 400
-    # 8 conversations x 500 tokens = 4,000 tokens per step over 8 ranks: 500 per rank < one 2,048-token row
-    plan = plan_packed_rows(lengths, conversations_per_step=8, dp=8, seq_len=2048, max_row_tokens=8192, lookahead=64)
-    assert (plan.row_tokens, plan.rows_per_rank) == (2048, 1)
-    assert plan.conversations_per_step == pytest.approx(8 * 4)  # four 500-token conversations per row
-    assert "WARNING: 300% more than asked" in describe_packed(plan, 8, 4, 2048)
+    rng = random.Random(0)
+    lengths = [rng.randint(300, 700) for _ in range(400)]
+    # 20 conversations x ~500 tokens over 8 ranks: ~1,250 tokens per rank < one 2,048-token row, so
+    # rows take 2.5 conversations on average (~4 would fit: 60% more than the target)
+    plan = plan_packed_rows(lengths, conversations_per_step=20, dp=8, seq_len=2048, max_row_tokens=8192, lookahead=64)
+    assert (plan.row_tokens, plan.rows_per_rank, plan.row_quota) == (2048, 1, 2.5)
+    assert plan.conversations_per_step == pytest.approx(20, rel=0.01)
+    assert "2.50 conversations per row on average" in describe_packed(plan, 20, 4, 2048)
+    assert "WARNING" not in describe_packed(plan, 20, 4, 2048)
+    # More ranks than conversations per step: even one per row is too many, and the log says so.
+    over = plan_packed_rows(lengths, conversations_per_step=4, dp=8, seq_len=2048, max_row_tokens=8192, lookahead=64)
+    assert over.row_quota == 0.5 and over.conversations_per_step == 8
+    assert "WARNING: +100% off the target: 8 ranks share 4 conversations" in describe_packed(over, 4, 4, 2048)
     # A large step splits into several rows per rank of at most local_batch x seq_len tokens.
     big = plan_packed_rows(lengths, conversations_per_step=512, dp=2, seq_len=2048, max_row_tokens=4096, lookahead=64)
     assert big.row_tokens <= 4096 and big.rows_per_rank >= 32
