@@ -4,8 +4,9 @@ packed vs padded-to-longest vs padded-to-seq_len, on generated conversation leng
     .venv/bin/python benchmarks/sft_efficiency.py [--epoch 200000] [--gpus 8 128] [--seed 0]
 
 Lengths (tokens per rendered conversation) are drawn per source from a log-normal distribution and
-mixed by the stage's sample counts (data_mix/sft_*.toml weights), then cut at the stage's seq_len as
-the loader truncates. The means are derived from published dataset sizes, the spreads are assumed
+mixed by the stage's sample counts (the weights of data_mix/sft_*.toml), then cut at the stage's
+seq_len as the loader truncates; conversations per step, per-GPU batch and seq_len are the shipped
+950M stage configs' (paper Table 2). The means are derived from published dataset sizes, the spreads are assumed
 (see ``SOURCES``); change them to your data's measured statistics (``mlr1 data preview-sft`` prints
 token counts per sample). Each mode is computed with the loader's own rules:
 
@@ -19,8 +20,8 @@ token counts per sample). Each mode is computed with the loader's own rules:
 
 Also printed: the estimated peak memory per GPU of 950M reasoning SFT (analytic, see
 ``peak_memory_gib``). Token counts, not times: on a GPU the step time follows the computed tokens
-(attention adds a term in the document lengths, the same in every mode since documents never attend
-to each other).
+(attention adds a term in the conversation lengths, the same in every mode since conversations never
+attend to each other and each padding token is a one-token document).
 """
 
 from __future__ import annotations
@@ -39,44 +40,59 @@ from mlr1_titan.sft.step_plan import plan_packed_rows  # noqa: E402
 
 BYTES_PER_TOKEN = 3.8  # Llama-3 tokenizer on English prose and code (our tokenize benchmarks: 3.7-4.2)
 
-# (name, samples in the stage's mix, mean tokens, log-normal sigma). Means from the dataset cards'
+# Per source of the shipped mixes: (mean tokens, log-normal sigma). Means from the dataset cards'
 # bytes per row (dataset_info num_bytes / num_examples, all fields of a row) / BYTES_PER_TOKEN:
 # Tulu-3 SFT mixture 2.91 GB / 939,343 rows = 3.1 kB; OpenCodeReasoning split_0 28.1 GB / 567,850 rows
 # = 49.5 kB (question + R1 output + extracted solution; ~45 kB taken as the rendered conversation).
 # Math and science: assumed (no published size at hand): R1 / QwQ traces of olympiad problems ~6k
 # tokens, science ~3k. Sigmas assumed (long tails: a few conversations reach the 32k cut).
-SOURCES = {
-    "general": [("tulu3_sft_olmo2_0225", 866_000, 3100 / BYTES_PER_TOKEN, 1.0)],
-    "reasoning": [
-        ("open_math_reasoning", 3_200_000, 6000, 0.7),
-        ("open_science_reasoning_2", 802_000, 3000, 0.7),
-        ("open_code_reasoning_2", 2_200_000, 45_000 / BYTES_PER_TOKEN, 0.6),
-    ],
+LENGTHS = {
+    "tulu3_sft_olmo2_0225": (3100 / BYTES_PER_TOKEN, 1.0),
+    "open_math_reasoning": (6000, 0.7),
+    "open_science_reasoning_2": (3000, 0.7),
+    "open_code_reasoning_2_python": (45_000 / BYTES_PER_TOKEN, 0.6),
+    "open_code_reasoning_2_cpp": (45_000 / BYTES_PER_TOKEN, 0.6),
 }
-STAGES = {  # Table 2: conversations per step, per-GPU batch, max length (model_configs/base/sft_*.toml)
-    "general": {"samples_per_step": 512, "local_batch": 4, "seq_len": 4096},
-    "reasoning": {"samples_per_step": 1024, "local_batch": 8, "seq_len": 32768},
-}
-PAD_MULTIPLE = 64
+STAGE_CONFIGS = {"general": "mlr1_950m_sft_general", "reasoning": "mlr1_950m_sft_reasoning"}
 LOOKAHEAD = 64
 
 
-def draw_lengths(stage: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    sources = SOURCES[stage]
-    weights = np.array([s[1] for s in sources], dtype=float)
+def stage_settings(config_name: str) -> dict:
+    """Conversations per step, per-GPU batch, seq_len, pad multiple and the mix's (source, samples)."""
+    from torchtitan.config import ConfigManager
+
+    from mlr1_titan.sft.chat_sources import load_chat_mix
+
+    cfg = ConfigManager().parse_args(["--module", "mlr1_titan", "--config", config_name])
+    chat = cfg.dataloader.chat
+    sources = [(s.name, s.weight) for s in load_chat_mix(chat.mix).mix.active_sources()]
+    t = cfg.training
+    return {
+        "samples_per_step": t.global_batch_size,
+        "local_batch": t.local_batch_size,
+        "seq_len": t.seq_len,
+        "pad_multiple": chat.pad_multiple,
+        "sources": sources,
+    }
+
+
+def draw_lengths(settings: dict, n: int, rng: np.random.Generator) -> np.ndarray:
+    sources = settings["sources"]
+    weights = np.array([w for _, w in sources], dtype=float)
     which = rng.choice(len(sources), size=n, p=weights / weights.sum())
     out = np.empty(n, dtype=np.int64)
-    for i, (_, _, mean, sigma) in enumerate(sources):
+    for i, (name, _) in enumerate(sources):
+        mean, sigma = LENGTHS[name]
         mask = which == i
         mu = math.log(mean) - sigma**2 / 2  # a log-normal with this mean
         out[mask] = np.maximum(16, rng.lognormal(mu, sigma, mask.sum()).astype(np.int64))
-    return np.minimum(out, STAGES[stage]["seq_len"])
+    return np.minimum(out, settings["seq_len"])
 
 
-def padded_to_longest(lengths: np.ndarray, local_batch: int) -> int:
+def padded_to_longest(lengths: np.ndarray, local_batch: int, multiple: int) -> int:
     n = len(lengths) // local_batch * local_batch
     batches = lengths[:n].reshape(-1, local_batch)
-    width = -(-batches.max(axis=1) // PAD_MULTIPLE) * PAD_MULTIPLE
+    width = -(-batches.max(axis=1) // multiple) * multiple
     return int((width * local_batch).sum())
 
 
@@ -121,14 +137,15 @@ def main() -> int:
 
     print("| stage | GPUs | mode | real / computed | x vs padded-to-seq_len | conversations / step (Table 2) | row |")
     print("|---|---|---|---|---|---|---|")
-    for stage, s in STAGES.items():
-        lengths = draw_lengths(stage, args.epoch, rng)
+    for stage, config_name in STAGE_CONFIGS.items():
+        s = stage_settings(config_name)
+        lengths = draw_lengths(s, args.epoch, rng)
         real = int(lengths.sum())
         baseline = len(lengths) * s["seq_len"]
         for gpus in args.gpus:
             local = s["local_batch"]
             per_rank = [lengths[r::gpus] for r in range(gpus)]
-            longest = sum(padded_to_longest(p, local) for p in per_rank)
+            longest = sum(padded_to_longest(p, local, s["pad_multiple"]) for p in per_rank)
             longest_real = sum(int(p[: len(p) // local * local].sum()) for p in per_rank)
             plan = plan_packed_rows(
                 lengths[: args.measure].tolist(),

@@ -19,8 +19,10 @@ from torchtitan.tools.logging import logger
 
 from mlr1_titan.data.mix_config import parse_phases
 from mlr1_titan.sft.chat_loader import ChatDataLoader
+from mlr1_titan.sft.packing import round_up
 from mlr1_titan.sft.source_check import check_sources
 from mlr1_titan.sft.step_plan import (
+    ROW_MULTIPLE,
     derive_steps,
     describe_measurement,
     describe_packed,
@@ -43,6 +45,7 @@ class BatchPlan:
     accumulation: int
     seq_len: int
     conversations_per_step: float | None = None  # chat SFT: conversations a step holds (on average when packed)
+    steps_derived: bool = False  # training.steps came from the data (dataloader.chat.epochs)
 
 
 def data_parallel_degree(config: MLR1Trainer.Config, world_size: int) -> int:
@@ -102,11 +105,11 @@ def describe_batches(config: MLR1Trainer.Config, plan: BatchPlan) -> str:
         tokens = plan.global_batch_size * data.row_tokens
         line = (
             f"batch: {plan.global_batch_size:,} packed rows x {data.row_tokens:,} tokens = {_si(tokens)} tokens per "
-            f"step, ~{plan.conversations_per_step:,.0f} conversations ({plan.dp_degree} DP ranks x 1 row per "
+            f"step (padding included), ~{plan.conversations_per_step or 0:,.0f} conversations ({plan.dp_degree} DP ranks x 1 row per "
             f"micro-batch x {plan.accumulation} accumulation steps, {plan.world_size} ranks); "
         )
     elif chat and not data.packing:
-        tokens = plan.global_batch_size * plan.seq_len
+        tokens = 0  # varies with the data
         line = (
             f"batch: {plan.global_batch_size:,} conversations per step, each micro-batch padded to its longest "
             f"(at most {plan.seq_len:,} tokens; {plan.dp_degree} DP ranks x {plan.local_batch_size} per rank x "
@@ -120,9 +123,7 @@ def describe_batches(config: MLR1Trainer.Config, plan: BatchPlan) -> str:
             f"{plan.world_size} ranks); "
         )
     if steps > 0:
-        line += f"{steps:,} steps" + (
-            f" = {_si(tokens * steps)} tokens" if tokens and not (chat and not data.packing) else ""
-        )
+        line += f"{steps:,} steps" + (f" = {_si(tokens * steps)} tokens" if tokens else "")
     else:
         line += "steps derived from the data"
     if chat:
@@ -139,7 +140,8 @@ def describe_batches(config: MLR1Trainer.Config, plan: BatchPlan) -> str:
 def resolve_schedule(config: MLR1Trainer.Config, world_size: int) -> BatchPlan:
     """The run's batch plan. Checks the chat sources and sizes packed rows (chat SFT), gives the mixture
     loader one data stream per row block of a step, fills ``training.steps`` from the chat data's
-    epochs and ``lr_scheduler.warmup_steps`` from ``warmup_ratio``."""
+    epochs and ``lr_scheduler.warmup_steps`` from ``warmup_ratio``. (The config's own checks have
+    already made sure that steps are set or derivable.)"""
     plan = plan_batches(config, world_size)  # an impossible split fails here, naming the valid DP degrees
     data = config.dataloader.selected()
     if isinstance(data, ChatDataLoader.Config):
@@ -149,38 +151,73 @@ def resolve_schedule(config: MLR1Trainer.Config, world_size: int) -> BatchPlan:
         config.training.local_batch_size // p.pipeline_parallel_microbatch_size if p.pipeline_parallel_degree > 1 else 1
     )
     config.dataloader.mixture.batches_per_step = plan.accumulation * microbatches
-    if config.training.steps <= 0 and not isinstance(data, ChatDataLoader.Config):
-        raise ValueError(
-            f"training.steps is {config.training.steps}: set it, or use dataloader.kind = chat with "
-            "dataloader.chat.epochs so that the step count is derived from the data"
-        )
     if config.lr_scheduler.warmup_ratio is not None:
         # Written back so that torchtitan's start-up summary reports the warmup actually used.
         config.lr_scheduler.warmup_steps = config.lr_scheduler.resolved_warmup_steps(config.training.steps)
     return plan
 
 
+def plan_values(config: MLR1Trainer.Config, plan: BatchPlan) -> dict[str, int | float | bool | None]:
+    """The derived numbers every rank (and every resume) of a run must agree on."""
+    t, data = config.training, config.dataloader.selected()
+    return {
+        "steps": t.steps,
+        "steps_derived": plan.steps_derived,
+        "warmup_steps": config.lr_scheduler.warmup_steps,
+        "global_batch_size": t.global_batch_size,
+        "local_batch_size": t.local_batch_size,
+        "row_tokens": getattr(data, "row_tokens", None),
+        "row_quota": getattr(data, "row_quota", None),
+    }
+
+
+def _sequence_divisor(config: MLR1Trainer.Config) -> int:
+    """What torchtitan requires sequence lengths to be divisible by (sequence / context parallelism)."""
+    p = config.parallelism
+    tp = p.tensor_parallel_degree if p.enable_sequence_parallel else 1
+    return tp * (2 * p.context_parallel_degree if p.context_parallel_degree > 1 else 1)
+
+
 def _resolve_chat(config: MLR1Trainer.Config, data: ChatDataLoader.Config, plan: BatchPlan) -> BatchPlan:
-    t = config.training
-    tokenizer = config.tokenizer.build(tokenizer_path=config.hf_assets_path)
-    check_sources(data, tokenizer, seq_len=t.seq_len)
-    needs_steps = t.steps <= 0
-    if needs_steps and data.epochs is None:
+    t, p = config.training, config.parallelism
+    if data.packing and data.row_tokens is not None:
+        # Already sized (this config was resolved before): global_batch_size now counts rows.
+        return plan
+    divisor = _sequence_divisor(config)
+    multiple = ROW_MULTIPLE if data.packing else data.pad_multiple
+    if multiple % divisor:
+        key = "packed rows (multiples of 64)" if data.packing else f"dataloader.chat.pad_multiple {multiple}"
         raise ValueError(
-            f"training.steps is {t.steps}: set it, or set dataloader.chat.epochs so that the step count is "
-            "derived from the data"
+            f"{key}: sequence / context parallelism needs sequence lengths divisible by {divisor}; "
+            + (
+                "use packing = false with a pad_multiple that it divides"
+                if data.packing
+                else f"use a multiple of {divisor}"
+            )
         )
-    if not data.packing and not needs_steps:
-        return replace(plan, conversations_per_step=plan.global_batch_size)
-    measured = measure_mix(data, tokenizer, seq_len=t.seq_len)
-    logger.info(describe_measurement(measured))
-    conversations_per_step = float(plan.global_batch_size)
-    if data.packing:
-        if config.parallelism.pipeline_parallel_degree > 1:
+    if data.packing and t.global_batch_size <= 0:
+        raise ValueError(
+            f"training.global_batch_size is {t.global_batch_size}: packed chat SFT needs the conversations per step "
+            "(paper Table 2: 512 general SFT, 1,024 reasoning SFT)"
+        )
+    if p.pipeline_parallel_degree > 1:
+        if data.packing:
             raise ValueError(
                 "dataloader.chat.packing with pipeline parallelism: packed rows are one per micro-batch; "
                 "use packing = false or parallelism.pipeline_parallel_degree = 1"
             )
+        # Pipeline stages fix their send / receive shapes at the first micro-batch: pad every one to seq_len.
+        data.pad_multiple = round_up(t.seq_len, data.pad_multiple)
+        logger.info(f"pipeline parallelism: chat micro-batches padded to {data.pad_multiple:,} tokens (one shape)")
+    tokenizer = config.tokenizer.build(tokenizer_path=config.hf_assets_path)
+    check_sources(data, tokenizer, seq_len=t.seq_len)
+    needs_steps = t.steps <= 0
+    if not data.packing and not needs_steps:
+        return replace(plan, conversations_per_step=plan.global_batch_size)
+    measured = measure_mix(data, tokenizer, seq_len=t.seq_len, count=needs_steps)
+    logger.info(describe_measurement(measured))
+    conversations_per_step = float(plan.global_batch_size)
+    if data.packing:
         target = plan.global_batch_size
         packed = plan_packed_rows(
             measured.lengths,
@@ -196,7 +233,11 @@ def _resolve_chat(config: MLR1Trainer.Config, data: ChatDataLoader.Config, plan:
         t.global_batch_size = packed.dp * packed.rows_per_rank
         conversations_per_step = packed.conversations_per_step
         plan = plan_batches(config, plan.world_size)
-    plan = replace(plan, conversations_per_step=conversations_per_step)
+        held_out = config.validator.dataloader
+        if config.validator.enable and getattr(held_out, "kind", None) == "chat" and held_out.chat.packing:
+            # Validation micro-batches take the training row shape (one compiled shape, same tokens per row).
+            held_out.chat.row_tokens = data.row_tokens
+    plan = replace(plan, conversations_per_step=conversations_per_step, steps_derived=needs_steps)
     if needs_steps:
         t.steps, conversations = derive_steps(
             measured, epochs=data.epochs, conversations_per_step=conversations_per_step

@@ -50,7 +50,8 @@ from mlr1_titan.distill.teacher import Teacher
 from mlr1_titan.distill.teacher_folder import TeacherFolder, check_fits_the_run, check_same_tokenizer
 from mlr1_titan.hf.checkpoint import MLR1CheckpointManager
 from mlr1_titan.model.settings import ModelSettings
-from mlr1_titan.schedule import describe_batches, resolve_schedule
+from mlr1_titan.schedule import describe_batches, plan_values, resolve_schedule
+from mlr1_titan.sft.plan_record import SFTPlanRecord
 from mlr1_titan.tokenizer import Llama3Tokenizer, default_tokenizer_file
 
 
@@ -179,6 +180,11 @@ class MLR1Trainer(Trainer):
                 f"torchtitan runs {self.gradient_accumulation_steps} accumulation steps, the data plan assumed "
                 f"{plan.accumulation} (WORLD_SIZE {world_size}); the data streams would not match the steps"
             )
+        if config.dataloader.kind == "chat":
+            values = plan_values(config, plan)
+            _check_same_on_every_rank(values)
+            if self.checkpointer.enable:  # a disabled checkpointer has no states
+                self.checkpointer.states["sft_plan"] = SFTPlanRecord(values)
         log_tensor_parallel_layout(self.model_parts, config.parallelism.tensor_parallel_degree)
         log_float8_layers(self.model_parts, config.model.float8)
         self.teacher: Teacher | None = None
@@ -259,6 +265,23 @@ class MLR1Trainer(Trainer):
             log(step, global_avg_loss, global_max_loss, grad_norm, extra_metrics=metrics)
 
         self.metrics_processor.log = log_with_extra_metrics
+
+
+def _check_same_on_every_rank(values: dict) -> None:
+    """Every rank derived its SFT plan from the data on its own: different numbers (e.g. a node that
+    reads other files) would hang or desynchronise the collectives, so they are an error here."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return
+    gathered: list[dict | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, values)
+    differ = [k for k in values if any(g[k] != values[k] for g in gathered)]
+    if differ:
+        raise ValueError(
+            "ranks derived different SFT plans from the data (do all nodes read the same files and settings?): "
+            + "; ".join(f"{k}: " + ", ".join(f"rank {r} {g[k]}" for r, g in enumerate(gathered)) for k in differ)
+        )
 
 
 def _check_teacher(config: MLR1Trainer.Config) -> TeacherFolder:

@@ -58,7 +58,13 @@ def _cmd_preview_sft(args) -> int:
         mix = load_chat_mix(args.mix)
         tokenizer = build_tokenizer(args.tokenizer)
         dataset = ChatDataset(
-            mix, tokenizer, seq_len=args.seq_len, overlength=args.overlength, seed=args.seed, hub_mirror=args.hub_mirror
+            mix,
+            tokenizer,
+            seq_len=args.seq_len,
+            overlength=args.overlength,
+            loss_on=args.loss_on,
+            seed=args.seed,
+            hub_mirror=args.hub_mirror,
         )
         for k in range(args.n):
             sample = dataset.next_sample()
@@ -108,9 +114,12 @@ def _fill_targets(chat, names: str | None) -> list:
 
 def _cmd_fill_questions(args) -> int:
     from mlr1_titan.data.mix_config import MixError, read_mix_toml
+    from mlr1_titan.data.mix_toml import write_mix_document
     from mlr1_titan.data.sources import DataSourceError
+    from mlr1_titan.sft.benchmark_questions import QuestionFiller
     from mlr1_titan.sft.chat_sources import load_chat_mix, parse_chat_mix
-    from mlr1_titan.sft.question_fill import QuestionFiller, fill_source, filled_mix, write_mix_toml
+    from mlr1_titan.sft.filled_mix import filled_mix
+    from mlr1_titan.sft.question_fill import fill_source
 
     try:
         path, raw = read_mix_toml(args.mix)
@@ -144,7 +153,7 @@ def _cmd_fill_questions(args) -> int:
             f"Written by `mlr1 data fill-questions` from {path.resolve()}: source(s) {', '.join(outputs)} read from\n"
             "their files with the placeholder questions filled in; everything else as in that mix."
         )
-        write_mix_toml(mix_out, filled_mix(raw, str(path), outputs), header)
+        write_mix_document(mix_out, filled_mix(raw, str(path), outputs), header)
         written = load_chat_mix(str(mix_out))  # what is written is what loads
     except (MixError, DataSourceError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -169,6 +178,12 @@ def register_data(data_subparsers) -> None:
     p.add_argument("--n", type=int, default=2, help="samples to show (default 2)")
     p.add_argument("--seq-len", type=int, default=4096, help="truncation length (default 4096)")
     p.add_argument("--overlength", choices=("truncate", "drop"), default="truncate")
+    p.add_argument(
+        "--loss-on",
+        choices=("assistant", "all"),
+        default="assistant",
+        help="trained tokens, as dataloader.chat.loss_on",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--markers", action="store_true", help=f"mark trained text with {OPEN} {CLOSE}, no colour")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
-import tomli_w
 
 from mlr1_titan.data.mix_config import MixSpec, SourceSpec, load_mix
+from mlr1_titan.data.mix_toml import write_mix_document
 
 _DEFAULTS = SourceSpec(name="", kind="hub", path=(), weight=0.0)
 
@@ -43,16 +41,7 @@ def write_mix(
     budget_tokens: int | None = None,
 ) -> MixSpec:
     """Write the TOML, read it back with the loader's parser (so what is written is what loads)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     doc: dict = {"name": name, "description": description}
     if budget_tokens:
         doc["tokens"] = budget_tokens
-    comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
-    # One [[sources]] table per source, as the shipped mixes are written (tomli_w alone would inline
-    # short ones).
-    body = tomli_w.dumps(doc) + "".join(f"\n[[sources]]\n{tomli_w.dumps(table)}" for table in sources)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(comment + "\n" + body)
-    os.replace(tmp, path)
-    return load_mix(path)
+    return load_mix(write_mix_document(path, {**doc, "sources": sources}, header))

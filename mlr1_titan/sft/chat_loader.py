@@ -43,7 +43,7 @@ from mlr1_titan.data.sources import DataSourceError, plan_text_source, resolve_h
 
 from .chat_format import ChatFormatError, render_ids
 from .chat_sources import ChatMix, load_chat_mix, row_to_messages
-from .packing import BestFitPacker, SourceExhausted
+from .packing import BestFitPacker, SourceExhausted, round_up
 
 OVERLENGTH_POLICIES = ("truncate", "drop")
 LOSS_SCOPES = ("assistant", "all")
@@ -289,7 +289,7 @@ class ChatDataset(IterableDataset, Stateful):
             pad = self.row_tokens - len(inputs)
             inputs += [self.pad_id] * pad
             labels += [IGNORE_INDEX] * pad
-            positions += padding_positions(pad, self.seq_len)
+            positions += padding_positions(pad)
         self.row_positions += len(inputs)
         return inputs, labels, positions
 
@@ -332,7 +332,8 @@ class ChatDataset(IterableDataset, Stateful):
             if name in state["readers"]:
                 reader.load_state(state["readers"][name])
         self.sampler.load_state(state["sampler"])
-        self.packer.waiting = [Sample(w["source"], w["inputs"], w["labels"]) for w in state.get("waiting", [])]
+        waiting = state.get("waiting") or ([state["pending"]] if state.get("pending") else [])  # older checkpoints
+        self.packer.waiting = [Sample(w["source"], w["inputs"], w["labels"]) for w in waiting]
         self.skips = Counter(state.get("skips", {}))
         self.conversations = list(state.get("conversations", self.conversations))
         self.trained_tokens = list(state.get("trained_tokens", self.trained_tokens))
@@ -348,32 +349,31 @@ class ChatDataset(IterableDataset, Stateful):
             out[f"sft_data/{name}/epoch"] = self.readers[i].epoch
         for key, count in self.skips.items():
             out[f"sft_data/skipped/{key}"] = count
-        if self.rows:
-            out["sft_data/conversations_per_row"] = sum(self.conversations) / self.rows
+        if self.rows:  # conversations placed in rows (not those still waiting in the packer)
+            out["sft_data/conversations_per_row"] = (sum(self.conversations) - len(self.packer.waiting)) / self.rows
         if self.packing and self.row_positions:
             out["sft_data/real_token_fraction"] = self.real_tokens / self.row_positions
         return out
 
 
-def padding_positions(pad: int, seq_len: int) -> list[int]:
-    """Positions of ``pad`` padding tokens: their own documents (restarting at 0), none past the RoPE
-    range of ``seq_len`` positions."""
-    return [i % seq_len for i in range(pad)]
+def padding_positions(pad: int) -> list[int]:
+    """Positions of ``pad`` padding tokens: all 0, so each is a one-token document -- attending to
+    nothing but itself (no attention cost in any backend) and within any RoPE range."""
+    return [0] * pad
 
 
 class PadToLongest:
     """Collate for ``packing = false``: pad the micro-batch's rows to its longest, rounded up to ``multiple``."""
 
-    def __init__(self, pad_id: int, multiple: int, seq_len: int):
-        self.pad_id, self.multiple, self.seq_len = pad_id, multiple, seq_len
+    def __init__(self, pad_id: int, multiple: int):
+        self.pad_id, self.multiple = pad_id, multiple
 
     def __call__(self, rows):
-        longest = max(len(labels) for _, labels in rows)
-        width = -(-longest // self.multiple) * self.multiple
+        width = round_up(max(len(labels) for _, labels in rows), self.multiple)
         inputs, positions, labels = [], [], []
         for row, row_labels in rows:
             pad = width - len(row_labels)
-            tail = torch.tensor(padding_positions(pad, self.seq_len), dtype=torch.long)
+            tail = torch.tensor(padding_positions(pad), dtype=torch.long)
             inputs.append(torch.cat([row["input"], torch.full((pad,), self.pad_id, dtype=torch.long)]))
             positions.append(torch.cat([row["positions"], tail]))
             labels.append(torch.cat([row_labels, torch.full((pad,), IGNORE_INDEX, dtype=torch.long)]))
@@ -469,9 +469,7 @@ class ChatDataLoader(ParallelAwareDataloader):
             hub_mirror=config.hub_mirror,
             infinite=config.infinite,
         )
-        collate = (
-            {} if config.packing else {"collate_fn": PadToLongest(self.dataset.pad_id, config.pad_multiple, seq_len)}
-        )
+        collate = {} if config.packing else {"collate_fn": PadToLongest(self.dataset.pad_id, config.pad_multiple)}
         super().__init__(
             self.dataset,
             dp_rank=dp_rank,

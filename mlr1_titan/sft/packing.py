@@ -30,6 +30,11 @@ class _HasInputs(Protocol):
 T = TypeVar("T", bound=_HasInputs)
 
 
+def round_up(n: int, multiple: int) -> int:
+    """The smallest multiple of ``multiple`` that is >= ``n``."""
+    return -(-n // multiple) * multiple
+
+
 class SourceExhausted(Exception):
     """Raised by the ``pull`` callable when no conversation is left (a finite, one-pass dataset)."""
 

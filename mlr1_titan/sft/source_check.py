@@ -21,6 +21,11 @@ FIXES = {
         "fill the questions from the benchmarks the rows name: mlr1 data fill-questions --mix {mix} --out DIR, "
         "then train with --dataloader.chat.mix DIR/{name}.toml"
     ),
+    "placeholder_prompt/unmarked": (
+        "if the rows name their benchmark (dataset / split / index, like OpenCodeReasoning-2), set "
+        "fill_questions = true on the source and run mlr1 data fill-questions --mix {mix} --out DIR; "
+        "otherwise remove the source"
+    ),
     "missing_field": "set the source's field names to the row's fields (listed in the example)",
     "too_long": "raise training.seq_len or use dataloader.chat.overlength = 'truncate'",
     "prompt_too_long": "raise training.seq_len: the prompts alone fill it",
@@ -66,9 +71,12 @@ def check_sources(config: ChatDataLoader.Config, tokenizer, *, seq_len: int) -> 
         counts[name] = reasons
         unusable = sum(reasons.values())
         if read and unusable / read > config.max_unusable:
+            marked = mix.mappings[name].fill_questions
             lines = [
                 f"  - {reason}: {n} of {read} rows (e.g. {examples[reason]}); fix: "
-                + FIXES.get(reason, DEFAULT_FIX).format(mix=config.mix, name=mix.name)
+                + FIXES.get(
+                    reason if reason != "placeholder_prompt" or marked else f"{reason}/unmarked", DEFAULT_FIX
+                ).format(mix=config.mix, name=mix.name)
                 for reason, n in reasons.most_common()
             ]
             problems.append(

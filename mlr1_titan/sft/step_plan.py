@@ -20,13 +20,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .chat_loader import ChatDataLoader, ChatDataset, count_rows
+from .chat_loader import ChatDataLoader, ChatDataset, OnePassDone, count_rows
 from .chat_sources import load_chat_mix
-from .packing import simulate_rows
+from .packing import round_up, simulate_rows
 
-ROW_MULTIPLE = (
-    64  # packed rows are a multiple of this: divisible for sequence (TP <= 64) / context parallelism (CP <= 32)
-)
+# Packed rows are a multiple of this: divisible for sequence parallelism (TP <= 64) and context
+# parallelism's load balancing (2 x CP <= 64).
+ROW_MULTIPLE = 64
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class MixMeasurement:
     """The first conversations of a mix, as the loader builds them."""
 
     mix: str
-    rows: dict[str, int]  # rows per source (line / row counts or split metadata)
+    rows: dict[str, int]  # rows per source (line / row counts or split metadata); empty when not counted
     lengths: list[int]  # input tokens of each measured conversation
     usable: float  # fraction of rows read that became a conversation
 
@@ -52,9 +52,11 @@ class MixMeasurement:
         return 1.96 * math.sqrt(var / n) / mean
 
 
-def measure_mix(config: ChatDataLoader.Config, tokenizer, *, seq_len: int) -> MixMeasurement:
+def measure_mix(config: ChatDataLoader.Config, tokenizer, *, seq_len: int, count: bool = True) -> MixMeasurement:
+    """The first ``measure_samples`` conversations of the mix (fewer when a source ends first), built as
+    the loader builds them; ``count``: also the rows per source (needed to derive the step count)."""
     mix = load_chat_mix(config.mix)
-    rows = {s.name: count_rows(s, config.hub_mirror) for s in mix.mix.active_sources()}
+    rows = {s.name: count_rows(s, config.hub_mirror) for s in mix.mix.active_sources()} if count else {}
     probe = ChatDataset(
         mix,
         tokenizer,
@@ -63,11 +65,16 @@ def measure_mix(config: ChatDataLoader.Config, tokenizer, *, seq_len: int) -> Mi
         loss_on=config.loss_on,
         seed=config.seed,
         hub_mirror=config.hub_mirror,
+        infinite=False,
     )
-    n = max(1, min(config.measure_samples, sum(rows.values())))
-    lengths = [len(probe.next_sample().inputs) for _ in range(n)]
+    lengths: list[int] = []
+    try:
+        while len(lengths) < config.measure_samples:
+            lengths.append(len(probe.next_sample().inputs))
+    except OnePassDone:
+        pass
     skipped = sum(v for k, v in probe.skips.items() if not k.endswith("/truncated"))
-    return MixMeasurement(mix.name, rows, lengths, n / (n + skipped))
+    return MixMeasurement(mix.name, rows, lengths, len(lengths) / max(1, len(lengths) + skipped))
 
 
 @dataclass(frozen=True)
@@ -90,10 +97,6 @@ class PackedRows:
         return self.dp * self.rows_per_rank * self.row_tokens
 
 
-def _round_up(n: float, multiple: int) -> int:
-    return int(-(-math.ceil(n) // multiple) * multiple)
-
-
 def plan_packed_rows(
     lengths: list[int], *, conversations_per_step: int, dp: int, seq_len: int, max_row_tokens: int, lookahead: int
 ) -> PackedRows:
@@ -105,7 +108,7 @@ def plan_packed_rows(
     than that, rows take the conversations that keep a step at the target on average
     (``row_quota``), the rest of each row padded.
     """
-    floor = _round_up(seq_len, ROW_MULTIPLE)
+    floor = round_up(seq_len, ROW_MULTIPLE)
     ceiling = max(floor, max_row_tokens // ROW_MULTIPLE * ROW_MULTIPLE)
     total = sum(lengths)
     step_tokens = conversations_per_step * total / len(lengths)  # first guess: rows 100% full
@@ -139,15 +142,16 @@ def plan_packed_rows(
 def derive_steps(measured: MixMeasurement, *, epochs: float, conversations_per_step: float) -> tuple[int, float]:
     """Optimizer steps for ``epochs`` passes over the mix, and the conversations they cover."""
     conversations = sum(measured.rows.values()) * measured.usable * epochs
-    return max(1, math.ceil(conversations / conversations_per_step)), conversations
+    return max(1, math.ceil(conversations / conversations_per_step - 1e-9)), conversations  # 1e-9: float noise
 
 
 def describe_measurement(measured: MixMeasurement) -> str:
     rows = ", ".join(f"{k} {v:,}" for k, v in measured.rows.items())
+    counted = f"{sum(measured.rows.values()):,} rows ({rows}), " if measured.rows else ""
     return (
-        f"SFT data '{measured.mix}': {sum(measured.rows.values()):,} rows ({rows}), {measured.usable:.1%} usable; "
-        f"mean conversation {measured.mean_tokens:,.0f} tokens (+-{measured.mean_tokens_rel_ci95:.1%} at 95%, "
-        f"measured on {len(measured.lengths):,})"
+        f"SFT data '{measured.mix}': {counted}{measured.usable:.1%} usable; mean conversation "
+        f"{measured.mean_tokens:,.0f} tokens (+-{measured.mean_tokens_rel_ci95:.1%} at 95%, measured on the first "
+        f"{len(measured.lengths):,}; raise dataloader.chat.measure_samples to narrow it)"
     )
 
 
@@ -162,5 +166,10 @@ def describe_packed(plan: PackedRows, target: int, local_batch_size: int, seq_le
         line += (
             f"; WARNING: {plan.conversations_per_step / target - 1:+.0%} off the target: {plan.dp} ranks share "
             f"{target:,} conversations; use fewer data-parallel ranks (e.g. tensor parallelism) or packing = false"
+        )
+    elif plan.fill < 0.95:
+        line += (
+            f"; rows are only {plan.fill:.0%} full: one rank's share of a step is less than a {plan.row_tokens:,}-token "
+            "row; fewer data-parallel ranks (e.g. tensor_parallel_degree 2) fill them"
         )
     return line

@@ -14,8 +14,9 @@ import pytest
 
 from mlr1_titan.cli import main
 from mlr1_titan.data.mix_config import MixError
+from mlr1_titan.sft.benchmark_questions import QuestionFiller
 from mlr1_titan.sft.chat_sources import load_chat_mix
-from mlr1_titan.sft.question_fill import QuestionFiller, fill_source
+from mlr1_titan.sft.question_fill import fill_source
 
 OCR2 = "nvidia/OpenCodeReasoning-2"
 

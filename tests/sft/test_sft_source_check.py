@@ -33,7 +33,14 @@ def test_placeholder_questions_stop_the_run_with_counts_and_the_fix(tmp_path, to
         and "24 of its first 25 rows are unusable (96% > dataloader.chat.max_unusable 10%)" in msg
     )
     assert "placeholder_prompt: 23 of 25 rows" in msg and "missing_field: 1 of 25 rows" in msg
-    assert f"mlr1 data fill-questions --mix {mix} --out DIR" in msg and "--dataloader.chat.mix DIR/mix.toml" in msg
+    # the source does not say its rows name a benchmark: the fix says how to mark it
+    assert "set fill_questions = true on the source and run mlr1 data fill-questions" in msg
+    marked = tmp_path / "marked.toml"
+    marked.write_text(mix.read_text().replace("split_think = true\n", "split_think = true\nfill_questions = true\n", 1))
+    with pytest.raises(DataSourceError) as err:
+        check_sources(ChatDataLoader.Config(mix=str(marked), check_rows=25), tokenizer, seq_len=256)
+    assert f"mlr1 data fill-questions --mix {marked} --out DIR" in str(err.value)
+    assert "then train with --dataloader.chat.mix DIR/mix.toml" in str(err.value)  # the mix is named "mix"
     assert "source 'words'" not in msg  # the healthy source is not blamed
     # Accepting more skipped rows is a setting, named in the error.
     counts = check_sources(ChatDataLoader.Config(mix=str(mix), check_rows=25, max_unusable=1.0), tokenizer, seq_len=256)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -40,13 +41,15 @@ def long_tailed_mix(root, rows: int, seed: int = 0):
 
 
 def test_packed_steps_hold_the_target_conversations_over_an_epoch(tmp_path, tokenizer):
-    """Measured on the first 2,000 of 4,000 conversations; the whole epoch, read by two data-parallel
-    ranks exactly as training reads it, averages the target within 2%."""
+    """The plan measured on the whole epoch (so that only the packing, not the sampling of the mean, is
+    under test); the epoch read by two data-parallel ranks exactly as training reads it -- each its own
+    stream -- averages the target within 2%."""
     mix = long_tailed_mix(tmp_path, 4000)
     seq_len, target, dp = 1024, 48, 2
-    cfg = ChatDataLoader.Config(mix=str(mix), measure_samples=2000)
+    cfg = ChatDataLoader.Config(mix=str(mix), measure_samples=4000)
     measured = measure_mix(cfg, tokenizer, seq_len=seq_len)
-    assert len(measured.lengths) == 2000 and max(measured.lengths) <= seq_len
+    assert len(measured.lengths) == 4000 and max(measured.lengths) <= seq_len
+    assert measured.rows == {"answers": 4000} and measured.usable == 1.0
     plan = plan_packed_rows(
         measured.lengths,
         conversations_per_step=target,
@@ -65,6 +68,7 @@ def test_packed_steps_hold_the_target_conversations_over_an_epoch(tmp_path, toke
             tokenizer,
             seq_len=seq_len,
             row_tokens=plan.row_tokens,
+            row_quota=plan.row_quota,
             dp_rank=rank,
             dp_world_size=dp,
             infinite=False,
@@ -117,3 +121,67 @@ def test_best_fit_beats_next_fit_on_long_tailed_lengths():
     best_fit = simulate_rows(lengths, 40960, lookahead=64)
     assert best_fit < next_fit
     assert sum(lengths) / (best_fit * 40960) > 0.97
+
+
+def stage_config(tmp_path, *overrides, packing=True):
+    from torchtitan.config import ConfigManager
+
+    from mlr1_titan.resources import model_configs_dir
+
+    train = long_tailed_mix(tmp_path, 600)
+    (tmp_path / "held").mkdir(exist_ok=True)
+    held = long_tailed_mix(tmp_path / "held", 60, seed=1)
+    toml = tmp_path / "stage.toml"
+    toml.write_text(
+        f'extends = "{(model_configs_dir() / "base" / "sft_general.toml").as_posix()}"\n[model]\nflavor = "tiny"\n'
+        f'[dataloader.chat]\nmix = "{train.as_posix()}"\nepochs = 1\npacking = {str(packing).lower()}\n'
+        "[training]\nlocal_batch_size = 4\nglobal_batch_size = 32\nseq_len = 1024\n"
+        f'[validator]\nenable = true\n[validator.dataloader]\nkind = "chat"\n[validator.dataloader.chat]\nmix = "{held.as_posix()}"\n'
+    )
+    return ConfigManager().parse_args(["--module", "mlr1_titan", "--config", str(toml), *overrides])
+
+
+def test_the_trainer_plan_sizes_rows_for_training_and_validation_once(tmp_path):
+    from mlr1_titan.schedule import plan_values, resolve_schedule
+
+    cfg = stage_config(tmp_path)
+    plan = resolve_schedule(cfg, 2)
+    chat, t = cfg.dataloader.chat, cfg.training
+    assert chat.row_tokens is not None and t.local_batch_size == 1 and t.global_batch_size == 2 * plan.accumulation
+    assert plan.conversations_per_step == pytest.approx(32, rel=0.02)
+    assert t.steps == math.ceil(600 / plan.conversations_per_step - 1e-9)  # one epoch: 600 usable conversations
+    assert cfg.validator.dataloader.chat.row_tokens == chat.row_tokens  # validation takes the training row shape
+    before = plan_values(cfg, plan)
+    resolve_schedule(cfg, 2)  # a resolved config is not sized again (global_batch_size now counts rows)
+    assert plan_values(cfg, plan) == before and before["steps_derived"]
+
+
+def test_the_trainer_plan_refuses_what_it_cannot_size(tmp_path):
+    from mlr1_titan.schedule import resolve_schedule
+
+    with pytest.raises(ValueError, match="training.global_batch_size is -1: packed chat SFT needs the conversations"):
+        resolve_schedule(stage_config(tmp_path, "--training.global_batch_size", "-1"), 4)
+    pp = stage_config(tmp_path, "--parallelism.pipeline_parallel_degree", "2", "--training.disable_cuda_graphs")
+    with pytest.raises(ValueError, match="packing with pipeline parallelism"):
+        resolve_schedule(pp, 2)
+    padded = stage_config(tmp_path, "--parallelism.pipeline_parallel_degree", "2", packing=False)
+    resolve_schedule(padded, 2)
+    assert padded.dataloader.chat.pad_multiple == 1024  # pipeline stages: one micro-batch shape, seq_len
+    cp = stage_config(tmp_path, "--dataloader.chat.pad_multiple", "6", packing=False)
+    cp.parallelism.context_parallel_degree = 2
+    with pytest.raises(ValueError, match="pad_multiple 6: sequence / context parallelism needs .* divisible by 4"):
+        resolve_schedule(cp, 2)
+
+
+def test_a_resume_with_another_step_count_is_refused_and_a_new_shape_logged(caplog):
+    from mlr1_titan.sft.plan_record import SFTPlanRecord
+
+    saved = {"steps": 100, "steps_derived": True, "warmup_steps": 3, "global_batch_size": 8, "row_tokens": 4096}
+    SFTPlanRecord(saved).load_state_dict(dict(saved))
+    with pytest.raises(ValueError, match="planned for 100 steps, this start derives 97 .* --training.steps 100"):
+        SFTPlanRecord({**saved, "steps": 97}).load_state_dict(dict(saved))
+    SFTPlanRecord({**saved, "global_batch_size": 16, "row_tokens": 2048}).load_state_dict(dict(saved))
+    assert "global_batch_size 8 -> 16, row_tokens 4096 -> 2048" in caplog.text
+    # --training.steps given by hand (e.g. to train longer): the user's choice, logged only
+    SFTPlanRecord({**saved, "steps": 150, "steps_derived": False}).load_state_dict(dict(saved))
+    assert "steps 100 -> 150" in caplog.text

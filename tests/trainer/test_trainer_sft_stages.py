@@ -24,7 +24,7 @@ def stage_toml(path, base, train_mix, heldout_mix, seq_len, extra=""):
         "[optimizer]\nlr = 2.0e-3\n"
         f'[training]\nlocal_batch_size = 4\nglobal_batch_size = 16\nseq_len = {seq_len}\nmixed_precision_param = "float32"\n'
         '[activation_checkpoint]\nmode = "none"\n'
-        "[checkpoint]\nenable = true\ninterval = 1000\n"
+        "[checkpoint]\nenable = true\ninterval = 1000\nlast_save_model_only = false\n"
         "[metrics]\nlog_freq = 1\n"
         "[validator]\nenable = true\nfreq = 8\nsteps = 3\n"
         f'[validator.dataloader]\nkind = "chat"\n[validator.dataloader.chat]\nmix = "{heldout_mix.as_posix()}"\n'
@@ -57,6 +57,13 @@ def test_general_then_reasoning_sft_on_cpu(tmp_path):
     assert last < first - 2.0, f"held-out assistant loss did not fall: {first:.3f} -> {last:.3f}"
     train_loss = tensorboard_losses(out)
     assert train_loss[steps] < train_loss[1]
+
+    # Resuming this run where the data now derives another step count is refused (the LR schedule
+    # would change mid-run), naming the step count that keeps it.
+    with pytest.raises(
+        AssertionError, match=rf"planned for {steps} steps, this start derives \d+ .* --training.steps {steps}"
+    ):
+        run_trainer(str(general), out, "--dataloader.chat.epochs", "2", "--validator.no-enable", nproc=2)
 
     # Stage 2 starts from the stage-1 weights (model only), with rope theta x8.
     reasoning = stage_toml(tmp_path / "reasoning.toml", "sft_reasoning.toml", train, heldout, seq_len=256)
