@@ -110,8 +110,11 @@ def describe_batches(config: MLR1Trainer.Config, plan: BatchPlan) -> str:
         )
     elif chat and not data.packing:
         tokens = 0  # varies with the data
+        padded = (
+            "to seq_len (pipeline parallelism)" if config.parallelism.pipeline_parallel_degree > 1 else "to its longest"
+        )
         line = (
-            f"batch: {plan.global_batch_size:,} conversations per step, each micro-batch padded to its longest "
+            f"batch: {plan.global_batch_size:,} conversations per step, each micro-batch padded {padded} "
             f"(at most {plan.seq_len:,} tokens; {plan.dp_degree} DP ranks x {plan.local_batch_size} per rank x "
             f"{plan.accumulation} accumulation steps, {plan.world_size} ranks); "
         )
@@ -195,22 +198,15 @@ def _resolve_chat(config: MLR1Trainer.Config, data: ChatDataLoader.Config, plan:
                 else f"use a multiple of {divisor}"
             )
         )
-    if data.packing and t.global_batch_size <= 0:
-        raise ValueError(
-            f"training.global_batch_size is {t.global_batch_size}: packed chat SFT needs the conversations per step "
-            "(paper Table 2: 512 general SFT, 1,024 reasoning SFT)"
-        )
-    if p.pipeline_parallel_degree > 1:
-        if data.packing:
-            raise ValueError(
-                "dataloader.chat.packing with pipeline parallelism: packed rows are one per micro-batch; "
-                "use packing = false or parallelism.pipeline_parallel_degree = 1"
-            )
+    if p.pipeline_parallel_degree > 1:  # (packing with pipeline parallelism is refused by the config)
         # Pipeline stages fix their send / receive shapes at the first micro-batch: pad every one to seq_len.
         data.pad_multiple = round_up(t.seq_len, data.pad_multiple)
         logger.info(f"pipeline parallelism: chat micro-batches padded to {data.pad_multiple:,} tokens (one shape)")
     tokenizer = config.tokenizer.build(tokenizer_path=config.hf_assets_path)
     check_sources(data, tokenizer, seq_len=t.seq_len)
+    held_out = config.validator.dataloader
+    if config.validator.enable and getattr(held_out, "kind", None) == "chat":
+        check_sources(held_out.chat, tokenizer, seq_len=t.seq_len)  # not only at the first validation, hours in
     needs_steps = t.steps <= 0
     if not data.packing and not needs_steps:
         return replace(plan, conversations_per_step=plan.global_batch_size)
@@ -233,7 +229,6 @@ def _resolve_chat(config: MLR1Trainer.Config, data: ChatDataLoader.Config, plan:
         t.global_batch_size = packed.dp * packed.rows_per_rank
         conversations_per_step = packed.conversations_per_step
         plan = plan_batches(config, plan.world_size)
-        held_out = config.validator.dataloader
         if config.validator.enable and getattr(held_out, "kind", None) == "chat" and held_out.chat.packing:
             # Validation micro-batches take the training row shape (one compiled shape, same tokens per row).
             held_out.chat.row_tokens = data.row_tokens

@@ -51,7 +51,6 @@ from mlr1_titan.distill.teacher_folder import TeacherFolder, check_fits_the_run,
 from mlr1_titan.hf.checkpoint import MLR1CheckpointManager
 from mlr1_titan.model.settings import ModelSettings
 from mlr1_titan.schedule import describe_batches, plan_values, resolve_schedule
-from mlr1_titan.sft.plan_record import SFTPlanRecord
 from mlr1_titan.tokenizer import Llama3Tokenizer, default_tokenizer_file
 
 
@@ -92,9 +91,8 @@ class MLR1Trainer(Trainer):
             if self.model.resolved_attn_backend() == "varlen":
                 # Varlen metadata changes shape every batch, which a captured CUDA graph cannot follow.
                 self.training.disable_cuda_graphs = True
-            if self.dataloader.kind == "chat" and not self.dataloader.chat.packing:
-                # Micro-batches padded to their longest conversation change shape every batch.
-                self.training.disable_cuda_graphs = True
+            if self.dataloader.kind == "chat":
+                self._check_chat_batching()
             self.model_spec = self.model.build_spec()
             self.loss.vocab_size = self.model_spec.model.vocab_size
             self._configure_distillation()
@@ -108,6 +106,23 @@ class MLR1Trainer(Trainer):
                 Trainer.Config.__post_init__(self)
             finally:
                 self.activation_checkpoint = ac
+
+        def _check_chat_batching(self) -> None:
+            chat, t = self.dataloader.chat, self.training
+            if not chat.packing:
+                # Micro-batches padded to their longest conversation change shape every batch.
+                t.disable_cuda_graphs = True
+                return
+            if self.parallelism.pipeline_parallel_degree > 1:
+                raise ValueError(
+                    "dataloader.chat.packing with pipeline parallelism: packed rows are one per micro-batch; "
+                    "use --dataloader.chat.no-packing or parallelism.pipeline_parallel_degree = 1"
+                )
+            if t.global_batch_size <= 0 and chat.row_tokens is None:
+                raise ValueError(
+                    f"training.global_batch_size is {t.global_batch_size}: packed chat SFT needs the conversations "
+                    "per step (paper Table 2: 512 general SFT, 1,024 reasoning SFT)"
+                )
 
         def _configure_distillation(self) -> None:
             self.loss.distillation = None
@@ -183,8 +198,7 @@ class MLR1Trainer(Trainer):
         if config.dataloader.kind == "chat":
             values = plan_values(config, plan)
             _check_same_on_every_rank(values)
-            if self.checkpointer.enable:  # a disabled checkpointer has no states
-                self.checkpointer.states["sft_plan"] = SFTPlanRecord(values)
+            self.dataloader.dataset.plan = values  # kept in checkpoints; a resume compares (sft/plan_record.py)
         log_tensor_parallel_layout(self.model_parts, config.parallelism.tensor_parallel_degree)
         log_float8_layers(self.model_parts, config.model.float8)
         self.teacher: Teacher | None = None

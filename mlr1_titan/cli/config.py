@@ -20,7 +20,7 @@ examples:
 """
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
@@ -111,7 +111,7 @@ def register(subparsers) -> None:
     show = sub.add_parser("show", help="the resolved configuration as TOML (loadable with --config)")
     show.add_argument(
         "--world-size",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="also print the start-up batch line for N ranks (accumulation, tokens per step, paper budget)",

@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from mlr1_titan.cli.config import positive_int
 from mlr1_titan.tokenizer_spec import build_tokenizer
 
 GREEN, RESET = "\033[32m", "\033[0m"
@@ -112,6 +113,19 @@ def _fill_targets(chat, names: str | None) -> list:
     return [s for s in fillable if s.name in wanted]
 
 
+def _earlier_outputs(chat, targets, out: Path) -> dict[str, str]:
+    """Files an earlier run into the same --out wrote for the mix's other fill_questions sources (e.g. one
+    --sources run per source): the written mix reads them too, so that no run undoes another."""
+    earlier = {}
+    for spec in chat.mix.sources:
+        if chat.mappings[spec.name].fill_questions and spec not in targets:
+            file = out / f"{spec.name}.parquet"
+            if file.is_file():
+                earlier[spec.name] = str(file)
+                print(f"{spec.name}: reusing {file} from an earlier run into this folder", flush=True)
+    return earlier
+
+
 def _cmd_fill_questions(args) -> int:
     from mlr1_titan.data.mix_config import MixError, read_mix_toml
     from mlr1_titan.data.mix_toml import write_mix_document
@@ -125,13 +139,27 @@ def _cmd_fill_questions(args) -> int:
         path, raw = read_mix_toml(args.mix)
         chat = parse_chat_mix(raw, file=str(path))
         targets = _fill_targets(chat, args.sources)
+        if Path(chat.name).name != chat.name or chat.name in ("", ".", ".."):
+            raise MixError(
+                f"{path}: mix name {chat.name!r} is not a plain file name; the filled mix is DIR/<name>.toml"
+            )
+        if args.hub_mirror and not os.path.isdir(os.path.expanduser(args.hub_mirror)):
+            raise MixError(f"--hub-mirror {args.hub_mirror}: no such folder")
         out = Path(args.out).resolve()
+        if out.exists() and not out.is_dir():
+            raise MixError(f"--out {args.out} is a file; give a folder")
         mix_out = out / f"{chat.name}.toml"
-        if mix_out == path.resolve():
-            raise MixError(f"--out {args.out}: the filled mix would overwrite its input {path}; choose another folder")
+        inputs = {path.resolve()} | {
+            Path(p).resolve() for s in chat.mix.sources if s.kind in ("local", "shards") for p in s.path
+        }
+        clobbered = sorted(str(p) for p in [mix_out, *(out / f"{s.name}.parquet" for s in targets)] if p in inputs)
+        if clobbered:
+            raise MixError(
+                f"--out {args.out}: the output would overwrite input(s) of the mix: {clobbered}; choose another folder"
+            )
         out.mkdir(parents=True, exist_ok=True)
         filler = QuestionFiller(args.hub_mirror)
-        outputs = {}
+        outputs = _earlier_outputs(chat, targets, out)
         for spec in targets:
             report = fill_source(
                 spec,
@@ -162,10 +190,15 @@ def _cmd_fill_questions(args) -> int:
         print("error: interrupted; the unfinished source's file was not written", file=sys.stderr)
         return 1
     hub_left = args.hub_mirror and any(s.kind == "hub" for s in written.mix.sources)
+    unfilled = [s.name for s in written.mix.sources if written.mappings[s.name].fill_questions]
     print(f"wrote {mix_out}")
+    if unfilled:
+        print(
+            f"warning: source(s) {', '.join(unfilled)} still have placeholder questions: fill them into this folder too"
+        )
     print(
         f"train with: --dataloader.chat.mix {mix_out}"
-        + (f" --dataloader.chat.hub_mirror {args.hub_mirror}" if hub_left else "")
+        + (f" --dataloader.chat.hub_mirror {os.path.abspath(args.hub_mirror)}" if hub_left else "")
     )
     return 0
 
@@ -176,7 +209,7 @@ def register_data(data_subparsers) -> None:
     )
     p.add_argument("mix", help="chat mix: data_mix name (sft_general, sft_reasoning) or TOML path")
     p.add_argument("--n", type=int, default=2, help="samples to show (default 2)")
-    p.add_argument("--seq-len", type=int, default=4096, help="truncation length (default 4096)")
+    p.add_argument("--seq-len", type=positive_int, default=4096, help="truncation length (default 4096)")
     p.add_argument("--overlength", choices=("truncate", "drop"), default="truncate")
     p.add_argument(
         "--loss-on",

@@ -141,9 +141,15 @@ def jsonl_blocks(path: str, block: int) -> Iterator[list[tuple[int, bytes]]]:
 
 
 def parquet_blocks(path: str, block: int, spec: SourceSpec) -> Iterator[Any]:
+    import pyarrow as pa
     import pyarrow.parquet as pq  # deferred: only parquet sources need pyarrow
 
-    pf = pq.ParquetFile(path)
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as err:
+        raise DataSourceError(
+            f"source '{spec.name}' ({spec.mix_file}): {path} is not a readable parquet file: {err}"
+        ) from None
     columns = pf.schema_arrow.names
     wanted = sorted({f.split(".")[0] for f in spec.text_fields})
     missing = [c for c in wanted if c not in columns]

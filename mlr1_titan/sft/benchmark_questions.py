@@ -116,7 +116,10 @@ class QuestionFiller:
             where = f"benchmark '{bench.alias}' ({bench.hub_id}, read from '{path}')"
             try:
                 ds = load_dataset(path, split=split, cache_dir=self.cache_dir)
-            except Exception as err:  # datasets raises many types; all mean "cannot open"
+            except Exception as err:  # datasets raises many types; all but one mean "cannot open"
+                if isinstance(err, ValueError) and "Unknown split" in str(err):
+                    self._splits[key] = None  # the benchmark loads, the row names a split it lacks: a bad row
+                    return None
                 hint = ""
                 if path == bench.hub_id:
                     hint = (
@@ -152,6 +155,8 @@ class QuestionFiller:
         else:
             return "", "bad_index"
         ds = self.split(bench, split)
+        if ds is None:
+            return "", "unknown_split"
         if i >= len(ds):
             return "", "index_out_of_range"
         text = bench.compose(ds[i])

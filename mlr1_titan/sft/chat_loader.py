@@ -44,6 +44,7 @@ from mlr1_titan.data.sources import DataSourceError, plan_text_source, resolve_h
 from .chat_format import ChatFormatError, render_ids
 from .chat_sources import ChatMix, load_chat_mix, row_to_messages
 from .packing import BestFitPacker, SourceExhausted, round_up
+from .plan_record import check_resumed_plan
 
 OVERLENGTH_POLICIES = ("truncate", "drop")
 LOSS_SCOPES = ("assistant", "all")
@@ -211,6 +212,7 @@ class ChatDataset(IterableDataset, Stateful):
         self.row_positions = 0  # tokens of all rows yielded (packed: rows x row_tokens)
         self.real_tokens = 0  # of which conversation tokens
         self.exhausted = False
+        self.plan: dict[str, Any] | None = None  # the run's derived plan (set by the trainer), kept in checkpoints
 
     # -- conversations ------------------------------------------------------------------------
 
@@ -319,7 +321,8 @@ class ChatDataset(IterableDataset, Stateful):
             "conversations": list(self.conversations),
             "trained_tokens": list(self.trained_tokens),
             "rows": [self.rows, self.row_positions, self.real_tokens],
-            "packer": [self.packer.rows, self.packer.taken],
+            "packer": [self.packer.rows, self.packer.taken, self.packer.row_quota],
+            "plan": self.plan,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -338,7 +341,10 @@ class ChatDataset(IterableDataset, Stateful):
         self.conversations = list(state.get("conversations", self.conversations))
         self.trained_tokens = list(state.get("trained_tokens", self.trained_tokens))
         self.rows, self.row_positions, self.real_tokens = state.get("rows", [0, 0, 0])
-        self.packer.rows, self.packer.taken = state.get("packer", [0, 0])
+        rows, taken, quota = state.get("packer", [0, 0, None])
+        if quota == self.packer.row_quota:  # another quota (another plan): its running count starts afresh
+            self.packer.rows, self.packer.taken = rows, taken
+        check_resumed_plan(state.get("plan"), self.plan)
 
     def metrics(self) -> dict[str, float]:
         total = sum(self.sampler.consumed) or 1
@@ -438,6 +444,8 @@ class ChatDataLoader(ParallelAwareDataloader):
             for name in ("lookahead", "pad_multiple", "measure_samples"):
                 if getattr(self, name) < 1:
                     raise ValueError(f"dataloader.chat.{name} must be >= 1, got {getattr(self, name)}")
+            if self.check_rows < 0:
+                raise ValueError(f"dataloader.chat.check_rows must be >= 0 (0: no check), got {self.check_rows}")
             if not 0.0 <= self.max_unusable <= 1.0:
                 raise ValueError(f"dataloader.chat.max_unusable must be in [0, 1], got {self.max_unusable}")
 

@@ -8,6 +8,7 @@ file; ``filled_mix`` turns the chat mix into one that reads those files.
 
 Rows that cannot be filled are dropped and counted per reason:
     unknown_benchmark   the row's `dataset` is not in ``BENCHMARKS`` (or it names no split)
+    unknown_split       the benchmark has no split of that name
     bad_index           `index` is not a non-negative integer
     index_out_of_range  the benchmark split has fewer rows
     empty_question      the benchmark row has no question text (e.g. an empty description)
@@ -38,7 +39,7 @@ from .chat_sources import PLACEHOLDER_PROMPTS, ChatMapping
 
 # The fields of an OpenCodeReasoning-2 row that name where its question lives.
 ROW_BENCHMARK, ROW_SPLIT, ROW_INDEX = "dataset", "split", "index"
-SKIP_REASONS = ("unknown_benchmark", "bad_index", "index_out_of_range", "empty_question")
+SKIP_REASONS = ("unknown_benchmark", "unknown_split", "bad_index", "index_out_of_range", "empty_question")
 
 
 @dataclass
@@ -60,6 +61,7 @@ class FillReport:
 def source_rows(plan: TextPlan):
     """(Arrow schema or None, iterator of (row, location)): every row with all its fields, in the
     upstream order. The training readers' `records` shuffle and read only the mapped parquet columns."""
+    import pyarrow as pa
     import pyarrow.parquet as pq  # deferred: only this command and parquet sources need pyarrow
 
     spec = plan.spec
@@ -82,11 +84,17 @@ def source_rows(plan: TextPlan):
 
         return (ds.features.arrow_schema if ds.features is not None else None), hub()
 
+    def parquet(path: str):
+        try:
+            return pq.ParquetFile(path)
+        except (pa.ArrowException, OSError) as err:
+            raise DataSourceError(f"source '{spec.name}': {path} is not a readable parquet file: {err}") from None
+
     def local() -> Iterator[tuple[dict, str]]:
         for path in plan.files:
             if path.endswith(".parquet"):
                 i = 0
-                for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+                for batch in parquet(path).iter_batches(batch_size=1024):
                     for row in batch.to_pylist():
                         yield row, f"{path} row {i}"
                         i += 1
@@ -99,10 +107,14 @@ def source_rows(plan: TextPlan):
                         raise DataSourceError(
                             f"source '{spec.name}': {path}:{lineno} is not valid JSON ({err})"
                         ) from None
+                    if not isinstance(row, dict):
+                        raise DataSourceError(
+                            f"source '{spec.name}': {path}:{lineno} is a JSON {type(row).__name__}, not an object with fields"
+                        )
                     yield row, f"{path}:{lineno}"
 
     first = next((f for f in plan.files if f.endswith(".parquet")), None)
-    return (pq.ParquetFile(first).schema_arrow if first else None), local()
+    return (parquet(first).schema_arrow if first else None), local()
 
 
 class _Progress:
@@ -180,6 +192,14 @@ def fill_source(
 
     def flush() -> None:
         nonlocal writer, schema
+        if schema is not None:  # a field the schema lacks would be dropped without a word
+            for row in batch:
+                extra = set(row) - set(schema.names)
+                if extra:
+                    raise DataSourceError(
+                        f"source '{spec.name}': a row up to {where} has field(s) {sorted(extra)} that the output "
+                        f"schema (the source's, or its first {row_group_rows:,} rows') lacks: {schema.names}"
+                    )
         try:
             table = pa.Table.from_pylist(batch, schema=schema)
         except (pa.ArrowException, TypeError, ValueError) as err:
@@ -225,8 +245,12 @@ def fill_source(
             raise DataSourceError(f"{spec.where}: the source has no rows")
         if not report.written:
             raise DataSourceError(
-                f"{spec.where}: none of its {report.read:,} rows could be filled "
-                f"(dropped: {dict(report.dropped)}); check --hub-mirror and the benchmark snapshots"
+                f"{spec.where}: none of its {report.read:,} rows could be filled (dropped: {dict(report.dropped)})"
+                + (
+                    "; check --hub-mirror and the benchmark snapshots"
+                    if {"unknown_benchmark", "unknown_split", "index_out_of_range"} & set(report.dropped)
+                    else ""
+                )
             )
         if batch:
             flush()

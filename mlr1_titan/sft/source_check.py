@@ -18,8 +18,8 @@ from .chat_sources import load_chat_mix
 
 FIXES = {
     "placeholder_prompt": (
-        "fill the questions from the benchmarks the rows name: mlr1 data fill-questions --mix {mix} --out DIR, "
-        "then train with --dataloader.chat.mix DIR/{name}.toml"
+        "fill the questions from the benchmarks the rows name: mlr1 data fill-questions --mix {mix} --out DIR "
+        "(--hub-mirror M for local snapshots), then train with --dataloader.chat.mix DIR/{name}.toml"
     ),
     "placeholder_prompt/unmarked": (
         "if the rows name their benchmark (dataset / split / index, like OpenCodeReasoning-2), set "

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .chat_loader import ChatDataLoader, ChatDataset, OnePassDone, count_rows
+from .chat_loader import ChatDataLoader, ChatDataset, count_rows
 from .chat_sources import load_chat_mix
 from .packing import round_up, simulate_rows
 
@@ -53,8 +53,9 @@ class MixMeasurement:
 
 
 def measure_mix(config: ChatDataLoader.Config, tokenizer, *, seq_len: int, count: bool = True) -> MixMeasurement:
-    """The first ``measure_samples`` conversations of the mix (fewer when a source ends first), built as
-    the loader builds them; ``count``: also the rows per source (needed to derive the step count)."""
+    """The first ``measure_samples`` conversations of the mix as training reads them (small sources
+    re-read as the sampler re-reads them; a mix smaller than that, when counted, is measured whole);
+    ``count``: also the rows per source (needed to derive the step count)."""
     mix = load_chat_mix(config.mix)
     rows = {s.name: count_rows(s, config.hub_mirror) for s in mix.mix.active_sources()} if count else {}
     probe = ChatDataset(
@@ -65,16 +66,11 @@ def measure_mix(config: ChatDataLoader.Config, tokenizer, *, seq_len: int, count
         loss_on=config.loss_on,
         seed=config.seed,
         hub_mirror=config.hub_mirror,
-        infinite=False,
     )
-    lengths: list[int] = []
-    try:
-        while len(lengths) < config.measure_samples:
-            lengths.append(len(probe.next_sample().inputs))
-    except OnePassDone:
-        pass
+    n = min(config.measure_samples, sum(rows.values())) if rows else config.measure_samples
+    lengths = [len(probe.next_sample().inputs) for _ in range(max(1, n))]
     skipped = sum(v for k, v in probe.skips.items() if not k.endswith("/truncated"))
-    return MixMeasurement(mix.name, rows, lengths, len(lengths) / max(1, len(lengths) + skipped))
+    return MixMeasurement(mix.name, rows, lengths, len(lengths) / (len(lengths) + skipped))
 
 
 @dataclass(frozen=True)

@@ -310,8 +310,7 @@ def test_loss_is_normalised_over_all_trained_tokens_of_the_global_batch():
 def test_epochs_derive_the_step_count(mix_file, tokenizer):
     measured = measure_mix(ChatDataLoader.Config(mix=str(mix_file), epochs=2), tokenizer, seq_len=128)
     assert measured.rows == {"math": 120, "words": 120} and measured.usable == 1.0
-    # measured until the first source ends its epoch (a one-pass read): a representative sample
-    assert 120 < len(measured.lengths) <= 240 and max(measured.lengths) <= 128
+    assert len(measured.lengths) == 240 and max(measured.lengths) <= 128  # a mix this small: measured whole
     steps, conversations = derive_steps(measured, epochs=2, conversations_per_step=8)
     assert (steps, conversations) == (2 * 240 // 8, 480)  # 240 rows, all usable
     assert derive_steps(measured, epochs=2, conversations_per_step=7.5)[0] == 64  # ceil(480 / 7.5)

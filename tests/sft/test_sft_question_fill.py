@@ -283,11 +283,76 @@ def test_benchmark_splits_load_on_first_use(hub):
     assert filler.loaded == [("apps", "test"), ("taco", "test")]  # a bad index needs no lookup
 
 
-def test_a_split_the_benchmark_lacks_is_an_error_naming_it(hub):
+def test_a_split_the_benchmark_lacks_drops_the_row(hub):
+    filler = QuestionFiller(str(hub))
+    assert filler.question("code_contests", "dev", "0") == ("", "unknown_split")
+    assert filler.question("code_contests", "valid", "0") == ("CC valid 0", None)  # the benchmark itself loads
+
+
+def two_source_mix(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "two.toml"
+    path.write_text(
+        'name = "two"\nunit = "samples"\n[defaults]\nkind = "hub"\nformat = "qa"\nprompt_field = "question"\n'
+        'response_field = "r1_generation"\nfill_questions = true\n'
+        + "".join(
+            f'[[sources]]\nname = "{s}"\npath = "{OCR2}"\nconfig = "train"\nsplit = "{s}"\nweight = 1\n'
+            for s in ("python", "cpp")
+        )
+    )
+    return path
+
+
+def test_one_run_per_source_into_one_folder_gives_a_mix_reading_both(hub, tmp_path, capsys):
+    mix, out = two_source_mix(tmp_path / "m"), tmp_path / "o"
+    base = ["data", "fill-questions", "--mix", str(mix), "--out", str(out), "--hub-mirror", str(hub)]
+    assert main([*base, "--sources", "python"]) == 0
+    assert "warning: source(s) cpp still have placeholder questions" in capsys.readouterr().out
+    assert main([*base, "--sources", "cpp"]) == 0
+    assert f"python: reusing {out / 'python.parquet'} from an earlier run" in capsys.readouterr().out
+    chat = load_chat_mix(str(out / "two.toml"))
+    assert [(s.name, s.kind, s.path) for s in chat.mix.sources] == [
+        ("python", "local", (str(out / "python.parquet"),)),
+        ("cpp", "local", (str(out / "cpp.parquet"),)),
+    ]
+
+
+def test_an_output_that_would_overwrite_an_input_is_refused(hub, tmp_path, capsys):
+    source = tmp_path / "ocr.parquet"
+    pq.write_table(pa.Table.from_pylist([ocr2_row(0, "taco", "train", "0", "-")]), source)
+    mix = tmp_path / "local.toml"
+    mix.write_text(
+        'name = "local"\n[[sources]]\nname = "ocr"\nkind = "local"\npath = "ocr.parquet"\nformat = "qa"\n'
+        'prompt_field = "question"\nresponse_field = "r1_generation"\nfill_questions = true\nweight = 1\n'
+    )
+    before = source.read_bytes()
+    assert main(["data", "fill-questions", "--mix", str(mix), "--out", str(tmp_path), "--hub-mirror", str(hub)]) == 1
+    assert "the output would overwrite input(s) of the mix" in capsys.readouterr().err
+    assert source.read_bytes() == before
+
+
+def test_a_field_the_output_schema_lacks_is_an_error_not_a_silent_drop(hub, tmp_path):
     from mlr1_titan.data.sources import DataSourceError
 
-    with pytest.raises(DataSourceError, match=r"benchmark 'code_contests' \(deepmind/code_contests.*split 'dev'"):
-        QuestionFiller(str(hub)).question("code_contests", "dev", "0")
+    rows = [ocr2_row(i, "taco", "train", "0", "-") for i in range(3)]
+    rows[2]["extra"] = "only here"
+    (tmp_path / "ocr.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    mix = tmp_path / "j.toml"
+    mix.write_text(
+        'name = "j"\n[[sources]]\nname = "ocr"\nkind = "local"\npath = "ocr.jsonl"\nformat = "qa"\n'
+        'prompt_field = "question"\nresponse_field = "r1_generation"\nfill_questions = true\nweight = 1\n'
+    )
+    chat = load_chat_mix(str(mix))
+    spec = chat.mix.sources[0]
+    with pytest.raises(DataSourceError, match=r"field\(s\) \['extra'\] that the output schema .* lacks"):
+        fill_source(
+            spec,
+            chat.mappings["ocr"],
+            QuestionFiller(str(hub)),
+            tmp_path / "o.parquet",
+            row_group_rows=2,
+            stream=io.StringIO(),
+        )
 
 
 def test_cli_refuses_sources_that_are_unknown_or_not_marked(filled, tmp_path, capsys):

@@ -39,7 +39,7 @@ def test_placeholder_questions_stop_the_run_with_counts_and_the_fix(tmp_path, to
     marked.write_text(mix.read_text().replace("split_think = true\n", "split_think = true\nfill_questions = true\n", 1))
     with pytest.raises(DataSourceError) as err:
         check_sources(ChatDataLoader.Config(mix=str(marked), check_rows=25), tokenizer, seq_len=256)
-    assert f"mlr1 data fill-questions --mix {marked} --out DIR" in str(err.value)
+    assert f"mlr1 data fill-questions --mix {marked} --out DIR (--hub-mirror M" in str(err.value)
     assert "then train with --dataloader.chat.mix DIR/mix.toml" in str(err.value)  # the mix is named "mix"
     assert "source 'words'" not in msg  # the healthy source is not blamed
     # Accepting more skipped rows is a setting, named in the error.

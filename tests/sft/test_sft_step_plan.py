@@ -156,14 +156,16 @@ def test_the_trainer_plan_sizes_rows_for_training_and_validation_once(tmp_path):
     assert plan_values(cfg, plan) == before and before["steps_derived"]
 
 
-def test_the_trainer_plan_refuses_what_it_cannot_size(tmp_path):
+def test_the_trainer_plan_refuses_what_it_cannot_size(tmp_path, capsys):
     from mlr1_titan.schedule import resolve_schedule
 
-    with pytest.raises(ValueError, match="training.global_batch_size is -1: packed chat SFT needs the conversations"):
-        resolve_schedule(stage_config(tmp_path, "--training.global_batch_size", "-1"), 4)
-    pp = stage_config(tmp_path, "--parallelism.pipeline_parallel_degree", "2", "--training.disable_cuda_graphs")
-    with pytest.raises(ValueError, match="packing with pipeline parallelism"):
-        resolve_schedule(pp, 2)
+    for flags, message in (
+        (["--training.global_batch_size", "-1"], "training.global_batch_size is -1: packed chat SFT needs the"),
+        (["--parallelism.pipeline_parallel_degree", "2"], "dataloader.chat.packing with pipeline parallelism"),
+    ):
+        with pytest.raises(SystemExit):  # tyro reports the config's error, at parse time
+            stage_config(tmp_path, *flags)
+        assert message in " ".join(capsys.readouterr().err.replace("│", " ").split())
     padded = stage_config(tmp_path, "--parallelism.pipeline_parallel_degree", "2", packing=False)
     resolve_schedule(padded, 2)
     assert padded.dataloader.chat.pad_multiple == 1024  # pipeline stages: one micro-batch shape, seq_len
@@ -173,15 +175,43 @@ def test_the_trainer_plan_refuses_what_it_cannot_size(tmp_path):
         resolve_schedule(cp, 2)
 
 
-def test_a_resume_with_another_step_count_is_refused_and_a_new_shape_logged(caplog):
-    from mlr1_titan.sft.plan_record import SFTPlanRecord
+def test_a_resume_with_another_step_count_is_refused_and_a_new_shape_logged(tmp_path, tokenizer, caplog):
+    """The plan travels in the loader's checkpoint state; loading it into a start that derived another
+    step count is refused, another shape is logged, a checkpoint without a plan loads unchecked."""
+    import json
+
+    mix = long_tailed_mix(tmp_path, 50)
+
+    def loader_with(plan):
+        ds = ChatDataset(load_chat_mix(str(mix)), tokenizer, seq_len=1024)
+        ds.plan = plan
+        return ds
 
     saved = {"steps": 100, "steps_derived": True, "warmup_steps": 3, "global_batch_size": 8, "row_tokens": 4096}
-    SFTPlanRecord(saved).load_state_dict(dict(saved))
+    state = json.loads(json.dumps(loader_with(saved).state_dict()))
+    loader_with(dict(saved)).load_state_dict(state)
     with pytest.raises(ValueError, match="planned for 100 steps, this start derives 97 .* --training.steps 100"):
-        SFTPlanRecord({**saved, "steps": 97}).load_state_dict(dict(saved))
-    SFTPlanRecord({**saved, "global_batch_size": 16, "row_tokens": 2048}).load_state_dict(dict(saved))
+        loader_with({**saved, "steps": 97}).load_state_dict(state)
+    loader_with({**saved, "global_batch_size": 16, "row_tokens": 2048}).load_state_dict(state)
     assert "global_batch_size 8 -> 16, row_tokens 4096 -> 2048" in caplog.text
     # --training.steps given by hand (e.g. to train longer): the user's choice, logged only
-    SFTPlanRecord({**saved, "steps": 150, "steps_derived": False}).load_state_dict(dict(saved))
+    loader_with({**saved, "steps": 150, "steps_derived": False}).load_state_dict(state)
     assert "steps 100 -> 150" in caplog.text
+    loader_with({**saved, "steps": 97}).load_state_dict({**state, "plan": None})  # an older checkpoint
+
+
+def test_the_trainer_checks_the_sources_before_measuring_anything(tmp_path):
+    """A source of placeholder questions stops the start-up (resolve_schedule), before any step."""
+    from mlr1_titan.data.sources import DataSourceError
+    from mlr1_titan.schedule import resolve_schedule
+
+    rows = write_jsonl(tmp_path / "ocr.jsonl", [{"q": "-", "a": f"print({i})"} for i in range(50)])
+    mix = tmp_path / "placeholders.toml"
+    mix.write_text(
+        'name = "placeholders"\n[[sources]]\nname = "code"\nkind = "local"\n'
+        f'path = "{rows.as_posix()}"\nformat = "qa"\nprompt_field = "q"\nresponse_field = "a"\nweight = 1\n'
+    )
+    cfg = stage_config(tmp_path, "--dataloader.chat.mix", str(mix))
+    with pytest.raises(DataSourceError, match="source 'code' .* 50 of its first 50 rows are unusable"):
+        resolve_schedule(cfg, 1)
+    assert cfg.dataloader.chat.row_tokens is None and cfg.training.steps == -1  # nothing was planned
