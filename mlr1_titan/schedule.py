@@ -193,7 +193,7 @@ def _resolve_chat(config: MLR1Trainer.Config, data: ChatDataLoader.Config, plan:
         raise ValueError(
             f"{key}: sequence / context parallelism needs sequence lengths divisible by {divisor}; "
             + (
-                "use packing = false with a pad_multiple that it divides"
+                f"use packing = false with a pad_multiple divisible by {divisor}"
                 if data.packing
                 else f"use a multiple of {divisor}"
             )

@@ -9,9 +9,11 @@ Derived, never set by hand: ``model_spec`` is rebuilt from ``[model]`` whenever 
 constructed (a ``model_spec`` assigned in Python does not survive ``config.build()``; change
 ``config.model`` instead), the loss's vocabulary and the HF export's context (from the model), and
 the distillation loss (from ``[distill]``). At
-start-up the trainer also derives ``training.steps`` from ``[dataloader.chat] epochs`` when
-steps <= 0 and ``lr_scheduler.warmup_steps`` from ``warmup_ratio``, and installs the CPU device layer
-on hosts without an accelerator.
+start-up the trainer also checks the chat sources, sizes packed chat rows and derives
+``training.steps`` from ``[dataloader.chat] epochs`` when steps <= 0 (``mlr1_titan.schedule``; every
+rank must derive the same plan, and the plan travels in the loader's checkpoint state), derives
+``lr_scheduler.warmup_steps`` from ``warmup_ratio``, and installs the CPU device layer on hosts
+without an accelerator.
 
 With ``[distill] teacher`` set, the trainer also checks the teacher's folder and tokenizer before
 building anything, builds the frozen teacher on the student's mesh (``mlr1_titan.distill``), runs
