@@ -211,6 +211,7 @@ class ChatDataset(IterableDataset, Stateful):
         self.rows = 0
         self.row_positions = 0  # tokens of all rows yielded (packed: rows x row_tokens)
         self.real_tokens = 0  # of which conversation tokens
+        self.pulled_tokens = 0  # tokens of every conversation taken from the mix (placed or still waiting)
         self.exhausted = False
         self.plan: dict[str, Any] | None = None  # the run's derived plan (set by the trainer), kept in checkpoints
 
@@ -260,6 +261,7 @@ class ChatDataset(IterableDataset, Stateful):
             self.sampler.add(i, len(sample.inputs) if self.mix.unit == "tokens" else 1)
             self.conversations[i] += 1
             self.trained_tokens[i] += sample.num_trained
+            self.pulled_tokens += len(sample.inputs)
             return sample
 
     # -- rows -----------------------------------------------------------------------------------
@@ -320,7 +322,7 @@ class ChatDataset(IterableDataset, Stateful):
             "skips": dict(self.skips),
             "conversations": list(self.conversations),
             "trained_tokens": list(self.trained_tokens),
-            "rows": [self.rows, self.row_positions, self.real_tokens],
+            "rows": [self.rows, self.row_positions, self.real_tokens, self.pulled_tokens],
             "packer": [self.packer.rows, self.packer.taken, self.packer.row_quota],
             "plan": self.plan,
         }
@@ -340,7 +342,7 @@ class ChatDataset(IterableDataset, Stateful):
         self.skips = Counter(state.get("skips", {}))
         self.conversations = list(state.get("conversations", self.conversations))
         self.trained_tokens = list(state.get("trained_tokens", self.trained_tokens))
-        self.rows, self.row_positions, self.real_tokens = state.get("rows", [0, 0, 0])
+        self.rows, self.row_positions, self.real_tokens, self.pulled_tokens = state.get("rows", [0, 0, 0, 0])
         rows, taken, quota = state.get("packer", [0, 0, None])
         if quota == self.packer.row_quota:  # another quota (another plan): its running count starts afresh
             self.packer.rows, self.packer.taken = rows, taken
@@ -355,8 +357,13 @@ class ChatDataset(IterableDataset, Stateful):
             out[f"sft_data/{name}/epoch"] = self.readers[i].epoch
         for key, count in self.skips.items():
             out[f"sft_data/skipped/{key}"] = count
-        if self.rows:  # conversations placed in rows (not those still waiting in the packer)
-            out["sft_data/conversations_per_row"] = (sum(self.conversations) - len(self.packer.waiting)) / self.rows
+        if self.rows:
+            # Conversation tokens per row / mean conversation length: counting placed conversations instead
+            # would be biased early on (best fit places long ones first; short ones wait).
+            per_row = self.real_tokens / self.rows / (self.pulled_tokens / sum(self.conversations))
+            out["sft_data/conversations_per_row"] = per_row
+            if self.packing and self.plan:  # this rank's rows so far x rows per step: what a step gets
+                out["sft_data/conversations_per_step"] = per_row * self.plan["global_batch_size"]
         if self.packing and self.row_positions:
             out["sft_data/real_token_fraction"] = self.real_tokens / self.row_positions
         return out

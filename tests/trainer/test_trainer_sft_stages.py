@@ -57,6 +57,8 @@ def test_general_then_reasoning_sft_on_cpu(tmp_path):
     assert last < first - 2.0, f"held-out assistant loss did not fall: {first:.3f} -> {last:.3f}"
     train_loss = tensorboard_losses(out)
     assert train_loss[steps] < train_loss[1]
+    realized = tensorboard_losses(out, "sft_data/conversations_per_step")  # rank 0's rows so far x rows per step
+    assert realized[steps] == pytest.approx(16, rel=0.1)
 
     # Resuming this run where the data now derives another step count is refused (the LR schedule
     # would change mid-run), naming the step count that keeps it.
@@ -65,7 +67,8 @@ def test_general_then_reasoning_sft_on_cpu(tmp_path):
     ):
         run_trainer(str(general), out, "--dataloader.chat.epochs", "2", "--validator.no-enable", nproc=2)
 
-    # Stage 2 starts from the stage-1 weights (model only), with rope theta x8.
+    # Stage 2 starts from the stage-1 weights (model only), with rope theta x8, in the padded mode of the
+    # paper's TRL run: one conversation per row, each micro-batch padded to its longest.
     reasoning = stage_toml(tmp_path / "reasoning.toml", "sft_reasoning.toml", train, heldout, seq_len=256)
     ckpt = out / "checkpoint" / f"step-{steps}"
     assert ckpt.is_dir()
@@ -78,10 +81,12 @@ def test_general_then_reasoning_sft_on_cpu(tmp_path):
         "--training.steps",
         "3",
         "--validator.no-enable",
+        "--dataloader.chat.no-packing",
         nproc=1,
     )
     log = proc.stdout + proc.stderr
     assert "Training starts at step 1" in log and "warmup: 1 steps (warmup_ratio 0.1" in log
+    assert "batch: 16 conversations per step, each micro-batch padded to its longest" in log
     losses = tensorboard_losses(out2)
     # A fresh tiny model starts near ln(128256) = 11.76; the fine-tuned weights start far lower.
     assert losses[1] < first - 2.0
