@@ -164,6 +164,14 @@ def parquet_blocks(path: str, block: int, spec: SourceSpec) -> Iterator[Any]:
         row0 += batch.num_rows
 
 
+def parse_jsonl_row(line: bytes, spec: SourceSpec, path: str, lineno: int) -> Any:
+    """One jsonl line -> its JSON value; invalid JSON is an error naming the source, file and line."""
+    try:
+        return json.loads(line)
+    except ValueError as err:
+        raise DataSourceError(f"source '{spec.name}': {path}:{lineno} is not valid JSON ({err})") from None
+
+
 def iter_local_records(
     spec: SourceSpec,
     files: list[str],
@@ -202,13 +210,7 @@ def iter_local_records(
             else:
                 for j in picks:
                     lineno, line = blk[j]
-                    try:
-                        row = json.loads(line)
-                    except ValueError as err:
-                        raise DataSourceError(
-                            f"source '{spec.name}': {path}:{lineno} is not valid JSON ({err})"
-                        ) from None
-                    yield row, f"{path}:{lineno}"
+                    yield parse_jsonl_row(line, spec, path, lineno), f"{path}:{lineno}"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -456,6 +456,28 @@ class ChatDataLoader(ParallelAwareDataloader):
             if not 0.0 <= self.max_unusable <= 1.0:
                 raise ValueError(f"dataloader.chat.max_unusable must be in [0, 1], got {self.max_unusable}")
 
+        def build_dataset(
+            self, tokenizer, *, seq_len: int, dp_rank: int = 0, dp_world_size: int = 1, infinite: bool | None = None
+        ) -> ChatDataset:
+            """The conversations these settings give (data-parallel rank ``dp_rank``; ``infinite``
+            defaults to the setting): the loader's, and the start-up check's and measurement's probes."""
+            return ChatDataset(
+                load_chat_mix(self.mix),
+                tokenizer,
+                seq_len=seq_len,
+                packing=self.packing,
+                row_tokens=self.row_tokens,
+                lookahead=self.lookahead,
+                row_quota=self.row_quota,
+                overlength=self.overlength,
+                loss_on=self.loss_on,
+                seed=self.seed,
+                dp_rank=dp_rank,
+                dp_world_size=dp_world_size,
+                hub_mirror=self.hub_mirror,
+                infinite=self.infinite if infinite is None else infinite,
+            )
+
     def __init__(
         self,
         config: Config,
@@ -468,22 +490,7 @@ class ChatDataLoader(ParallelAwareDataloader):
         snapshot_every_n_steps: int | None = 1,
         **kwargs,
     ):
-        self.dataset = ChatDataset(
-            load_chat_mix(config.mix),
-            tokenizer,
-            seq_len=seq_len,
-            packing=config.packing,
-            row_tokens=config.row_tokens,
-            lookahead=config.lookahead,
-            row_quota=config.row_quota,
-            overlength=config.overlength,
-            loss_on=config.loss_on,
-            seed=config.seed,
-            dp_rank=dp_rank,
-            dp_world_size=dp_world_size,
-            hub_mirror=config.hub_mirror,
-            infinite=config.infinite,
-        )
+        self.dataset = config.build_dataset(tokenizer, seq_len=seq_len, dp_rank=dp_rank, dp_world_size=dp_world_size)
         collate = {} if config.packing else {"collate_fn": PadToLongest(self.dataset.pad_id, config.pad_multiple)}
         super().__init__(
             self.dataset,

@@ -16,7 +16,6 @@ Rows that cannot be filled are dropped and counted per reason:
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -31,6 +30,7 @@ from mlr1_titan.data.sources import (
     hub_rows,
     jsonl_blocks,
     open_hub_stream,
+    parse_jsonl_row,
     plan_text_source,
 )
 
@@ -101,12 +101,7 @@ def source_rows(plan: TextPlan):
                 continue
             for block in jsonl_blocks(path, 1024):
                 for lineno, line in block:
-                    try:
-                        row = json.loads(line)
-                    except ValueError as err:
-                        raise DataSourceError(
-                            f"source '{spec.name}': {path}:{lineno} is not valid JSON ({err})"
-                        ) from None
+                    row = parse_jsonl_row(line, spec, path, lineno)
                     if not isinstance(row, dict):
                         raise DataSourceError(
                             f"source '{spec.name}': {path}:{lineno} is a JSON {type(row).__name__}, not an object with fields"

@@ -13,8 +13,7 @@ from collections import Counter
 
 from mlr1_titan.data.sources import DataSourceError
 
-from .chat_loader import ChatDataLoader, ChatDataset, OnePassDone, UnusableRow
-from .chat_sources import load_chat_mix
+from .chat_loader import ChatDataLoader, OnePassDone, UnusableRow
 
 FIXES = {
     "placeholder_prompt": (
@@ -39,17 +38,8 @@ def check_sources(config: ChatDataLoader.Config, tokenizer, *, seq_len: int) -> 
     a source's unusable fraction exceeds ``max_unusable``."""
     if config.check_rows <= 0:
         return {}
-    mix = load_chat_mix(config.mix)
-    dataset = ChatDataset(
-        mix,
-        tokenizer,
-        seq_len=seq_len,
-        overlength=config.overlength,
-        loss_on=config.loss_on,
-        seed=config.seed,
-        hub_mirror=config.hub_mirror,
-        infinite=False,
-    )
+    dataset = config.build_dataset(tokenizer, seq_len=seq_len, infinite=False)
+    mix = dataset.mix
     counts: dict[str, Counter] = {}
     problems = []
     for i, (name, reader) in enumerate(zip(dataset.names, dataset.readers)):

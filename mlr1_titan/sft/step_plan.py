@@ -20,8 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .chat_loader import ChatDataLoader, ChatDataset, count_rows
-from .chat_sources import load_chat_mix
+from .chat_loader import ChatDataLoader, count_rows
 from .packing import round_up, simulate_rows
 
 # Packed rows are a multiple of this: divisible for sequence parallelism (TP <= 64) and context
@@ -56,17 +55,9 @@ def measure_mix(config: ChatDataLoader.Config, tokenizer, *, seq_len: int, count
     """The first ``measure_samples`` conversations of the mix as training reads them (small sources
     re-read as the sampler re-reads them; a mix smaller than that, when counted, is measured whole);
     ``count``: also the rows per source (needed to derive the step count)."""
-    mix = load_chat_mix(config.mix)
+    probe = config.build_dataset(tokenizer, seq_len=seq_len, infinite=True)
+    mix = probe.mix
     rows = {s.name: count_rows(s, config.hub_mirror) for s in mix.mix.active_sources()} if count else {}
-    probe = ChatDataset(
-        mix,
-        tokenizer,
-        seq_len=seq_len,
-        overlength=config.overlength,
-        loss_on=config.loss_on,
-        seed=config.seed,
-        hub_mirror=config.hub_mirror,
-    )
     n = min(config.measure_samples, sum(rows.values())) if rows else config.measure_samples
     lengths = [len(probe.next_sample().inputs) for _ in range(max(1, n))]
     skipped = sum(v for k, v in probe.skips.items() if not k.endswith("/truncated"))
