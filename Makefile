@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.14.1
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast lint format demo bench clean
+.PHONY: install sandbox-tools test test-fast lint format demo bench clean
 
 install: $(STAMP)
 
@@ -19,10 +19,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-test: $(STAMP)
+# The code sandbox's strict level needs bubblewrap (Debian/Ubuntu package `bubblewrap`); as root
+# with apt this installs it, elsewhere it stops with what to install.
+sandbox-tools:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null || \
+	    { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; }; \
+	  else echo "the code sandbox needs bubblewrap: install the 'bubblewrap' package (it provides bwrap)" >&2; exit 1; fi; }
+	@bwrap --version
+
+test: $(STAMP) sandbox-tools
 	$(PY) -m pytest -q -ra --durations=15 $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) sandbox-tools
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 # ruff (lint + format check) and the import-linter contracts of pyproject.toml.

@@ -88,9 +88,11 @@ def register(subparsers) -> None:
     )
     p.add_argument("--no-log-samples", action="store_true", help="do not write samples_<task>.jsonl")
     p.add_argument(
-        "--allow-weak-sandbox",
-        action="store_true",
-        help="run code tasks even where the sandbox has no kernel-level isolation",
+        "--sandbox-isolation",
+        default=None,
+        choices=("strict", "no_cgroup", "weak"),
+        help="code sandbox level (default strict: bubblewrap + per-candidate cgroup); the weaker levels are "
+        "an explicit opt-in, recorded in results.json and in every graded sample",
     )
     p.set_defaults(func=run_eval)
 
@@ -130,6 +132,8 @@ def build_request(args: argparse.Namespace):
         metadata["code_timeout_s"] = args.code_timeout
     if args.sandbox_workers is not None:
         metadata["sandbox_workers"] = args.sandbox_workers
+    if args.sandbox_isolation is not None:
+        metadata["sandbox_isolation"] = args.sandbox_isolation
     batch = args.batch_size
     if batch is not None and batch != "auto":
         try:
@@ -150,7 +154,6 @@ def build_request(args: argparse.Namespace):
         batch_size=batch,
         device=args.device,
         log_samples=not args.no_log_samples,
-        allow_weak_sandbox=args.allow_weak_sandbox,
         include_path=args.include_path or EVAL_TASKS_DIR,
     )
 

@@ -17,6 +17,7 @@ docs (and out of logged samples) in ``TEST_STORE``.
 
 from __future__ import annotations
 
+import ast
 import base64
 import datetime as dt
 import io
@@ -28,6 +29,8 @@ import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from .sandbox import ISOLATION_LEVELS
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,9 @@ class EvalOptions:
     """Address-space limit per candidate process."""
     sandbox_workers: int = 0
     """Candidates run in parallel; 0 = one per CPU core."""
+    sandbox_isolation: str = "strict"
+    """Code sandbox level: ``strict`` (bubblewrap + cgroup), or the weaker ``no_cgroup`` / ``weak``,
+    which must be chosen explicitly and are recorded with every graded sample."""
     lcb_start_date: str = LCB_DEFAULT_START
     """First LiveCodeBench contest date included (YYYY-MM-DD)."""
     lcb_end_date: str = LCB_DEFAULT_END
@@ -154,6 +160,13 @@ def options_from_metadata(metadata: dict[str, Any]) -> EvalOptions:
     for key in ("lcb_start_date", "lcb_end_date"):
         if key in metadata:
             values[key] = _parse_date(key, metadata[key])
+    if "sandbox_isolation" in metadata:
+        values["sandbox_isolation"] = str(metadata["sandbox_isolation"])
+        if values["sandbox_isolation"] not in ISOLATION_LEVELS:
+            raise ValueError(
+                f"metadata sandbox_isolation={metadata['sandbox_isolation']!r}: expected one of "
+                + ", ".join(ISOLATION_LEVELS)
+            )
     if "math_instruction" in metadata:
         values["math_instruction"] = str(metadata["math_instruction"])
     prefill = metadata.get("think_prefilled", "auto")
@@ -294,7 +307,10 @@ def humaneval_plus_docs(rows: list[dict], options: EvalOptions) -> list[dict]:
     for i, row in enumerate(rows):
         _require(row, ("task_id", "prompt", "entry_point", "test"), f"humaneval_plus row {i}")
         r1_id = str(row["task_id"])
-        TEST_STORE[("humaneval_plus", r1_id)] = {k: row[k] for k in ("prompt", "entry_point", "test")}
+        _require(row, ("canonical_solution",), f"humaneval_plus row {i}")
+        TEST_STORE[("humaneval_plus", r1_id)] = {
+            k: row[k] for k in ("prompt", "entry_point", "test", "canonical_solution")
+        }
         prompt = (
             "Complete the Python function below so that it meets its specification. Reply with the "
             "complete function, including its signature and any imports it needs, in a single "
@@ -304,14 +320,34 @@ def humaneval_plus_docs(rows: list[dict], options: EvalOptions) -> list[dict]:
     return docs
 
 
+def mbpp_entry_point(code: str, test: str, where: str) -> str:
+    """The function an MBPP+ test calls: the one top-level function of the reference ``code``
+    whose name the ``test`` field calls (MBPP+ rows do not name it)."""
+    try:
+        defined = [n.name for n in ast.parse(code).body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+        called = {
+            n.func.id for n in ast.walk(ast.parse(test)) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+        }
+    except SyntaxError as err:
+        raise ValueError(f"{where}: code or test is not valid Python ({err})") from None
+    names = [name for name in defined if name in called]
+    if len(names) != 1:
+        raise ValueError(
+            f"{where}: expected the test to call exactly one function of the reference code, found {names}"
+        )
+    return names[0]
+
+
 def mbpp_plus_docs(rows: list[dict], options: EvalOptions) -> list[dict]:
     docs = []
     for i, row in enumerate(rows):
-        _require(row, ("task_id", "prompt", "test_list", "test"), f"mbpp_plus row {i}")
+        _require(row, ("task_id", "prompt", "test_list", "test", "code"), f"mbpp_plus row {i}")
         r1_id = str(row["task_id"])
         TEST_STORE[("mbpp_plus", r1_id)] = {
             "test_imports": list(row.get("test_imports") or []),
             "test": row["test"],
+            "code": row["code"],
+            "entry_point": mbpp_entry_point(row["code"], row["test"], f"mbpp_plus row {i} ({r1_id})"),
         }
         prompt = (
             f"{row['prompt'].strip()}\n\nYour function must pass this example test:\n"

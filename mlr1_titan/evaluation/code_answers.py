@@ -1,9 +1,19 @@
-"""The candidate's code (its final fenced block) and the test program each benchmark runs on it."""
+"""The candidate's code (its final fenced block), and what each benchmark runs and compares.
+
+HumanEval+/MBPP+ tests are assert programs: they are split into the candidate's definition (run on
+inputs only) and a ``PlusTask`` the trusted harness uses to record the inputs and judge the
+outputs (``plus_harness.py``). LiveCodeBench tests are (input, output) pairs: the candidate gets
+the inputs, the supervisor keeps the outputs.
+"""
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
+from typing import Literal
 
+from . import value_codec
 from .sandbox import CodeJob
 
 # An opening fence with an optional language tag, the body, and a closing fence on its own line.
@@ -43,34 +53,60 @@ def _prompt_imports(prompt: str) -> str:
     return "\n".join(line for line in prompt.splitlines() if re.match(r"(import|from)\s+\w", line))
 
 
-def humaneval_plus_job(problem: dict, code: str) -> CodeJob:
-    """HumanEval+: the candidate (full function, or only its body), the plus ``test`` and ``check``."""
-    entry = problem["entry_point"]
-    if re.search(rf"^\s*(async\s+)?def\s+{re.escape(entry)}\s*\(", code, re.MULTILINE):
-        body = _prompt_imports(problem["prompt"]) + "\n\n" + code
-    else:  # the model answered with the body only: complete the prompt's signature with it
-        body = problem["prompt"] + code
-    program = f"{body}\n\n{problem['test']}\n\ncheck({entry})\n"
-    return CodeJob("program", program)
+@dataclass(frozen=True)
+class PlusTask:
+    """What the trusted harness needs for one HumanEval+/MBPP+ problem."""
+
+    setup: str
+    """Code defined before the test body (HumanEval+: the prompt; MBPP+: the test imports)."""
+    solution: str
+    """The dataset's reference solution, appended to ``setup`` when recording the inputs."""
+    test: str
+    entry: str
+    style: Literal["check", "name"]
+    """``check``: the test defines ``check(candidate)``; ``name``: it calls ``entry`` by name."""
 
 
-def mbpp_plus_job(problem: dict, code: str) -> CodeJob:
-    """MBPP+: the dataset's ``test_imports``, the candidate, then the full MBPP+ ``test`` field."""
+def plus_task(benchmark: str, problem: dict) -> PlusTask:
+    if benchmark == "humaneval_plus":
+        return PlusTask(
+            problem["prompt"], problem["canonical_solution"], problem["test"], problem["entry_point"], "check"
+        )
     imports = "\n".join(problem.get("test_imports") or [])
-    return CodeJob("program", f"{imports}\n\n{code}\n\n{problem['test']}\n")
+    return PlusTask(imports, problem["code"], problem["test"], problem["entry_point"], "name")
 
 
-def livecodebench_job(problem: dict, code: str) -> CodeJob:
-    """LiveCodeBench: public + private tests, stdin/stdout programs or ``Solution`` methods."""
+def plus_candidate_source(benchmark: str, problem: dict, code: str) -> str:
+    """The candidate's definitions. HumanEval+: the full function (with the prompt's imports), or
+    the prompt completed with a body-only answer; MBPP+: the test imports, then the code."""
+    if benchmark == "humaneval_plus":
+        entry = problem["entry_point"]
+        if re.search(rf"^\s*(async\s+)?def\s+{re.escape(entry)}\s*\(", code, re.MULTILINE):
+            return _prompt_imports(problem["prompt"]) + "\n\n" + code + "\n"
+        return problem["prompt"] + code + "\n"
+    imports = "\n".join(problem.get("test_imports") or [])
+    return f"{imports}\n\n{code}\n"
+
+
+def plus_job(benchmark: str, problem: dict, code: str, inputs: list) -> CodeJob:
+    """Call the candidate's entry point on each recorded input (encoded argument lists)."""
+    source = plus_candidate_source(benchmark, problem, code)
+    return CodeJob("call", source, tuple(inputs), func_name=problem["entry_point"])
+
+
+def livecodebench_job(problem: dict, code: str, test_timeout_s: float) -> tuple[CodeJob, list]:
+    """LiveCodeBench: the job (public + private inputs; stdin programs or ``Solution`` methods) and
+    the expected outputs, which stay with the caller. Functional inputs are one JSON value a line."""
     source = LEETCODE_PRELUDE + "\n" + code + "\n"
-    tests = tuple({"input": t["input"], "output": t["output"]} for t in problem["tests"])
+    tests = problem["tests"]
     if problem["style"] == "functional":
-        return CodeJob("call", source, tests, func_name=problem["func_name"])
-    return CodeJob("stdio", source, tests)
-
-
-JOB_BUILDERS = {
-    "humaneval_plus": humaneval_plus_job,
-    "mbpp_plus": mbpp_plus_job,
-    "livecodebench": livecodebench_job,
-}
+        inputs = tuple(
+            value_codec.encode([json.loads(line) for line in t["input"].split("\n") if line.strip()]) for t in tests
+        )
+        expected = [json.loads(t["output"]) for t in tests]
+        job = CodeJob(
+            "call", source, inputs, func_name=problem["func_name"], call_style="method", test_timeout_s=test_timeout_s
+        )
+        return job, expected
+    job = CodeJob("stdio", source, tuple(t["input"] for t in tests), test_timeout_s=test_timeout_s)
+    return job, [t["output"] for t in tests]

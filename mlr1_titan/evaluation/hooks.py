@@ -9,29 +9,29 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 
 from tqdm import tqdm
 
 from . import benchmarks
 from .benchmarks import TEST_STORE, EvalOptions
-from .code_answers import JOB_BUILDERS, extract_code
+from .code_answers import extract_code
+from .code_grading import CodeGrader, Submission
 from .math_answers import extract_math_answer, normalize_answer
 from .math_judge import shared_judge
 from .metrics import code_problem_metrics, math_problem_metrics
 from .reasoning import split_reasoning
-from .sandbox import Sandbox, SandboxLimits
+from .sandbox import SandboxLimits, SandboxUnavailable, require
 
-# Test-list jobs (LiveCodeBench) get test_timeout * (tests + 1) seconds, up to this many
-# times the per-candidate budget.
-_MAX_WALL_FACTOR = 10
+CODE_BENCHMARKS = ("humaneval_plus", "mbpp_plus", "livecodebench")
 
 
 def _loader(key: str):
     def load(**metadata):
         import datasets  # deferred: only a task that is run needs its data
 
+        if key in CODE_BENCHMARKS:  # fail closed before any generation: the gate of every code task
+            require(benchmarks.options_from_metadata(metadata).sandbox_isolation)
         docs = benchmarks.build_docs(key, metadata)
         return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
 
@@ -96,13 +96,13 @@ def _limits_for(options: EvalOptions) -> SandboxLimits:
 
 
 def grade_code(resps: list[list[str]], docs: list[dict]) -> list[list[dict]]:
-    """Per sample: reasoning status, whether a fenced block was found, and the sandbox verdict.
-    Identical code for the same problem runs once."""
+    """Per sample: reasoning status, whether a fenced block was found, and the verdict (decided
+    outside the candidate's process, see code_grading). Identical code for the same problem runs
+    once. Never raises for what a sample contains: every sample gets a record."""
     if not docs:
         return []
     options = EvalOptions.from_json(docs[0]["r1_options"])
-    limits = _limits_for(options)
-    jobs, job_index, graded = [], {}, []
+    subs, sub_index, graded = [], {}, []
     for samples, doc in zip(resps, docs, strict=True):
         key = (doc["r1_benchmark"], doc["r1_id"])
         if key not in TEST_STORE:
@@ -119,33 +119,38 @@ def grade_code(resps: list[list[str]], docs: list[dict]) -> list[list[dict]]:
                 "tests_passed": 0,
                 "tests_total": None,
                 "detail": "",
+                "sandbox": options.sandbox_isolation,
             }
             if code is not None:
                 slot = (*key, code)
-                if slot not in job_index:
-                    job = JOB_BUILDERS[key[0]](TEST_STORE[key], code)
-                    if job.tests:
-                        wall = min(limits.test_timeout_s * (len(job.tests) + 1), _MAX_WALL_FACTOR * limits.wall_s)
-                        job = dataclasses.replace(job, wall_s=max(wall, limits.wall_s))
-                    job_index[slot] = len(jobs)
-                    jobs.append(job)
-                record["job"] = job_index[slot]
+                if slot not in sub_index:
+                    sub_index[slot] = len(subs)
+                    subs.append(Submission(key[0], key[1], TEST_STORE[key], code))
+                record["job"] = sub_index[slot]
             records.append(record)
         graded.append(records)
     benchmark = docs[0]["r1_benchmark"]
-    results = Sandbox(limits).run_many(
-        jobs, workers=options.sandbox_workers or None, desc=f"{benchmark}: running tests"
-    )
+    try:
+        grader = CodeGrader(
+            _limits_for(options), isolation=options.sandbox_isolation, workers=options.sandbox_workers or None
+        )
+        verdicts = grader.grade(subs, desc=benchmark)
+    except SandboxUnavailable as err:  # fail closed: no sample of this run passes
+        verdicts = [None] * len(subs)
+        gate = str(err)
     for records in graded:
         for record in records:
             if "job" in record:
-                result = results[record.pop("job")]
+                verdict = verdicts[record.pop("job")]
+                if verdict is None:
+                    record.update(result="sandbox_error", detail=gate[:300])
+                    continue
                 record.update(
-                    passed=result.passed,
-                    result=result.status,
-                    tests_passed=result.tests_passed,
-                    tests_total=result.tests_total,
-                    detail=result.detail[:300],
+                    passed=verdict.passed,
+                    result=verdict.status,
+                    tests_passed=verdict.tests_passed,
+                    tests_total=verdict.tests_total,
+                    detail=verdict.detail[:300],
                 )
     return graded
 

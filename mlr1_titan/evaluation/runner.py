@@ -26,8 +26,9 @@ from typing import Any
 
 from mlr1_titan.resources import eval_tasks_dir
 
+from .benchmarks import options_from_metadata
 from .report import markdown_table
-from .sandbox import probe_features
+from .sandbox import require
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,6 @@ class EvalRequest:
     batch_size: str | int | None = None
     device: str | None = None
     log_samples: bool = True
-    allow_weak_sandbox: bool = False
     include_path: Path = EVAL_TASKS_DIR
 
 
@@ -226,19 +226,15 @@ def run_evaluation(request: EvalRequest, lm=None) -> dict[str, Any]:
     loaded, top = _load_tasks(request, manager)
     task_names = sorted(loaded["tasks"])
     repeats = {name: loaded["tasks"][name].config.repeats for name in task_names}
-    sandbox = probe_features().describe()
     _say(f"model={request.model} backend={backend} tasks={','.join(task_names)}")
     _say("samples per problem: " + ", ".join(f"{k}={v}" for k, v in repeats.items()))
     gen = dict(loaded["tasks"][task_names[0]].config.generation_kwargs, max_gen_toks=request.max_gen_toks)
     _say(f"generation (chat template applied, zero-shot): {json.dumps(gen)}")
+    sandbox = None
     if any(name in CODE_TASKS for name in task_names):
-        kernel = sandbox["writes_confined_by_kernel"] or sandbox["network_namespace"]
+        isolation = options_from_metadata(metadata).sandbox_isolation
+        sandbox = require(isolation).describe(isolation)  # the tasks' loaders checked it too
         _say(f"code runs in the mlr1 sandbox: {json.dumps(sandbox)}")
-        if not kernel and not request.allow_weak_sandbox:
-            raise RuntimeError(
-                "this machine offers neither Landlock nor namespaces, so the code sandbox would rely on "
-                "Python-level guards only; pass --allow-weak-sandbox to run the code tasks anyway"
-            )
     model_args = None if lm is not None else _model_args(request, backend)
     out = lm_eval.simple_evaluate(
         model=lm if lm is not None else backend,

@@ -1,19 +1,23 @@
-"""Run untrusted model-written code: one fresh process per candidate, limited, offline, cleaned up.
+"""Run untrusted model-written code: one fresh, isolated process per job, limited, offline, cleaned up.
 
-Parent side; the lock-down inside the child is ``sandbox_boot.py``. Per candidate:
+Parent side; the lock-down inside the child is ``sandbox_boot.py``. A job carries a source and its
+*inputs* only; the child writes what it produced (return values, stdout) as JSON lines to a
+channel file, and ``Sandbox.run`` returns that raw data with how the process ended
+(``RunOutcome``). Verdicts are decided elsewhere, from that data (``verdicts.py``).
 
-- a fresh temp dir (``work/`` is the child's cwd, HOME and TMPDIR; ``ctl/`` holds the job file and
-  the captured stdout/stderr, outside the child's reach for writing) removed afterwards;
-- a minimal environment (no tokens, proxies or PYTHON* variables) and ``python -I -B``;
-- when the machine allows it (root, or unprivileged user namespaces): ``unshare`` into a new
-  network namespace (no usable interface: no network at all) and a new PID namespace (every
-  descendant dies with the candidate, even ones that ``setsid`` away);
-- a wall-clock limit enforced here: the whole process group is SIGKILLed; without namespaces a
-  sweep also kills any process still carrying this run's marker in its environment;
-- resource limits, privilege drop, Landlock and Python-level guards applied by ``sandbox_boot.py``.
+Isolation levels (``Sandbox(isolation=...)``; ``require`` refuses a level this machine lacks):
 
-``probe_features()`` reports which layers this machine provides; results.json records it.
-Results never depend on the evaluator's working directory: every path here is absolute.
+- ``strict`` (default): bubblewrap with private mount, PID, network, IPC and UTS namespaces - the
+  child sees only the interpreter's directories (read-only), /usr, a minimal /dev and /proc, and
+  fresh size-limited tmpfs work and /tmp dirs; no host socket, SysV IPC object or process is
+  reachable - plus a per-candidate cgroup capping memory and processes of all its processes
+  together (``sandbox_cgroup.py``);
+- ``no_cgroup``: the same without the cgroup (per-process rlimits only);
+- ``weak``: no bubblewrap: network and PID namespaces through ``unshare`` where possible, Landlock
+  and the Python guards; everything the evaluator can read is readable.
+
+In every level: a minimal environment, ``python -I -B``, resource limits, a drop to ``nobody``
+for a root evaluator, a wall-clock limit enforced here, and clean-up that cannot raise.
 """
 
 from __future__ import annotations
@@ -22,12 +26,16 @@ import ctypes
 import dataclasses
 import functools
 import json
+import logging
 import os
+import shlex
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -37,36 +45,54 @@ from typing import Literal
 
 from tqdm import tqdm
 
+from .sandbox_cgroup import CgroupKind, RunCgroup, probe_cgroups
+
+log = logging.getLogger(__name__)
+
 BOOT_SCRIPT = Path(__file__).with_name("sandbox_boot.py").resolve()
+CODEC_MODULE = Path(__file__).with_name("value_codec.py").resolve()
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 NOBODY_UID = NOBODY_GID = 65534
 # Interpreter start-up and imports before the candidate's clock starts (boot script's own timer).
 _STARTUP_GRACE_S = 5.0
 _MARKER_VAR = "MLR1_SANDBOX_RUN"
+_JOIN_FAILED = 97  # exit status of the launcher shell when it cannot join the run's cgroup
+# Paths inside the bubblewrap root.
+_BOX = "/sandbox"
+_BOX_WORK = f"{_BOX}/work"
 
-Mode = Literal["program", "stdio", "call"]
-Status = Literal["passed", "wrong_answer", "runtime_error", "timeout", "sandbox_error"]
+Mode = Literal["program", "call", "stdio"]
+Isolation = Literal["strict", "no_cgroup", "weak"]
+ISOLATION_LEVELS: tuple[Isolation, ...] = ("strict", "no_cgroup", "weak")
+End = Literal["exit", "signal", "timeout", "memory", "error"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class SandboxLimits:
-    """Limits for one candidate. Defaults suit HumanEval+/MBPP+/LiveCodeBench on a busy node."""
+    """Limits for one job. Defaults suit HumanEval+/MBPP+/LiveCodeBench on a busy node."""
 
     wall_s: float = 20.0
-    """Wall-clock budget for the candidate and all its tests; then its process group is killed."""
+    """Wall-clock budget for the job and all its inputs; then every process of it is killed."""
     test_timeout_s: float = 6.0
-    """Per-test limit for test lists (LiveCodeBench); LCB's own harness uses 6 s."""
+    """Per-input limit for LiveCodeBench (its own harness uses 6 s)."""
     cpu_s: float | None = None
     """RLIMIT_CPU per process (SIGXCPU, then SIGKILL one second later); None: same as ``wall_s``."""
     memory_mb: int = 4096
-    """RLIMIT_AS per process, in MiB."""
+    """Memory of all the job's processes together (cgroup), and RLIMIT_AS per process, in MiB."""
     file_size_mb: int = 64
     """RLIMIT_FSIZE: largest file (including captured stdout/stderr) a process may write, in MiB."""
+    scratch_mb: int = 256
+    """Size of each private tmpfs (the work dir and /tmp) under bubblewrap, in MiB."""
     max_tasks: int = 64
-    """RLIMIT_NPROC headroom: processes+threads the candidate may add (fork-bomb cap)."""
+    """Processes+threads the job may add (cgroup ``pids.max``, and RLIMIT_NPROC headroom)."""
     open_files: int = 256
     """RLIMIT_NOFILE."""
     output_kb: int = 16
-    """How much of the candidate's stdout/stderr is kept in the result, in KiB."""
+    """How much of the job's stdout/stderr is kept in the outcome, in KiB."""
+    channel_mb: int = 16
+    """Largest channel (all the job's results) accepted, in MiB; a larger one is a sandbox error."""
+    stdout_mb: int = 4
+    """Largest stdout kept per stdio input, in MiB (more is a wrong answer)."""
 
     def as_job(self) -> dict:
         return {
@@ -74,7 +100,6 @@ class SandboxLimits:
             "cpu_s": self.cpu_s if self.cpu_s is not None else self.wall_s,
             "memory_mb": self.memory_mb,
             "file_size_mb": self.file_size_mb,
-            "max_tasks": self.max_tasks,
             "open_files": self.open_files,
         }
 
@@ -83,25 +108,49 @@ class SandboxLimits:
 class SandboxFeatures:
     """Which isolation layers this machine provides (see docs/evaluation.md, "Sandbox")."""
 
+    bwrap: str | None
+    """bubblewrap binary that runs the probe command here (None: unusable or absent)."""
+    cgroup: CgroupKind
+    """Where per-candidate cgroups can be made (``v2``, ``v1`` or ``none``)."""
     namespaces: Literal["root", "user", "none"]
-    """How network+PID namespaces are made: as root, through a user namespace, or not at all."""
+    """``weak`` level: how ``unshare`` makes network+PID namespaces (as root, via a user ns, not)."""
     landlock_abi: int
     """Landlock ABI version (0: unavailable). >=1 confines writes, >=4 TCP, >=6 signals."""
     drop_to_uid: int | None
-    """UID the candidate runs as when the evaluator is root (None: the evaluator's own)."""
+    """UID the job runs as when the evaluator is root (None: the evaluator's own)."""
     drop_to_gid: int | None = None
+    cgroup_parents: tuple[Path, ...] = ()
 
-    def describe(self) -> dict:
+    def missing_for(self, isolation: Isolation) -> list[str]:
+        """Layers ``isolation`` needs that this machine lacks (empty: it can run)."""
+        missing = []
+        if isolation in ("strict", "no_cgroup") and self.bwrap is None:
+            missing.append("bubblewrap (apt-get install bubblewrap; it needs root or unprivileged user namespaces)")
+        if isolation == "strict" and self.cgroup == "none":
+            missing.append(
+                "a writable cgroup with the memory and pids controllers (v2 delegated to this process, or v1 as root)"
+            )
+        if isolation == "weak" and self.namespaces == "none" and self.landlock_abi < 1:
+            missing.append("any kernel layer (namespaces or Landlock)")
+        return missing
+
+    def describe(self, isolation: Isolation) -> dict:
+        bwrapped = isolation != "weak"
         return {
-            "network_namespace": self.namespaces != "none",
-            "pid_namespace": self.namespaces != "none",
-            "namespaces_via": self.namespaces,
+            "isolation": isolation,
+            "bubblewrap": bwrapped,
+            "mount_namespace": bwrapped,
+            "ipc_namespace": bwrapped,
+            "network_namespace": bwrapped or self.namespaces != "none",
+            "pid_namespace": bwrapped or self.namespaces != "none",
+            "cgroup": self.cgroup if isolation == "strict" else "none",
             "landlock_abi": self.landlock_abi,
-            "writes_confined_by_kernel": self.landlock_abi >= 1,
-            "tcp_blocked_by_kernel": self.namespaces != "none" or self.landlock_abi >= 4,
             "runs_as_uid": self.drop_to_uid if self.drop_to_uid is not None else os.geteuid(),
-            "fork_limit_enforced": self.drop_to_uid is not None or os.geteuid() != 0,
         }
+
+
+class SandboxUnavailable(RuntimeError):
+    """The requested isolation level needs a layer this machine lacks."""
 
 
 def _landlock_abi() -> int:
@@ -123,11 +172,66 @@ def _command_works(cmd: list[str]) -> bool:
 _NS_FLAGS = ["--net", "--pid", "--fork", "--kill-child"]
 
 
+def _read_only_roots() -> list[str]:
+    """Directories the interpreter needs: its prefixes and site-packages, and /usr."""
+    paths = {"/usr", sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    paths.add(str(Path(sys.executable).resolve().parent.parent))
+    paths.update(p for p in site.getsitepackages() if os.path.isdir(p))
+    roots: list[str] = []
+    for path in sorted(os.path.realpath(p) for p in paths):
+        if not any(path == r or path.startswith(r + os.sep) for r in roots):
+            roots.append(path)
+    return roots
+
+
+def _bwrap_prefix(bwrap: str, job_path: Path, scratch_mb: int, root: bool) -> list[str]:
+    args = [bwrap, "--die-with-parent", "--new-session", "--unshare-ipc", "--unshare-pid", "--unshare-net"]
+    args += ["--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
+    made = {"/"}
+
+    def parents(path: str) -> None:
+        for parent in reversed(Path(path).parents):
+            if str(parent) not in made:
+                args.extend(["--perms", "0755", "--dir", str(parent)])
+                made.add(str(parent))
+
+    for top in ("bin", "lib", "lib32", "lib64", "sbin"):
+        host = Path("/") / top
+        if host.is_symlink():
+            args.extend(["--symlink", os.readlink(host), str(host)])
+        elif host.is_dir():
+            args.extend(["--ro-bind", str(host), str(host)])
+    for path in _read_only_roots():
+        parents(path)
+        args.extend(["--ro-bind", path, path])
+        made.add(path)
+    for etc in ("/etc/ld.so.cache", "/etc/localtime"):
+        args.extend(["--ro-bind-try", etc, etc])
+    own = str(PACKAGE_DIR)
+    if any(own.startswith(r + os.sep) for r in _read_only_roots()):
+        args.extend(["--tmpfs", own])  # our own package (and its fixtures) stays out of view
+    size = str(scratch_mb * 2**20)
+    args += ["--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
+    args += ["--perms", "0755", "--dir", _BOX]
+    args += ["--ro-bind", str(BOOT_SCRIPT), f"{_BOX}/boot.py", "--ro-bind", str(CODEC_MODULE), f"{_BOX}/value_codec.py"]
+    args += ["--ro-bind", str(job_path), f"{_BOX}/job.json"]
+    args += ["--perms", "1777", "--size", size, "--tmpfs", _BOX_WORK, "--chdir", _BOX_WORK]
+    if root:  # to drop to nobody inside; bubblewrap drops every other capability of root
+        args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    return [*args, "--"]
+
+
 @functools.cache
 def probe_features() -> SandboxFeatures:
-    """Detect namespaces, Landlock and privilege drop once per process."""
-    unshare = shutil.which("unshare")
+    """Detect bubblewrap, cgroups, namespaces, Landlock and privilege drop once per process."""
     root = os.geteuid() == 0
+    bwrap = shutil.which("bwrap")
+    if bwrap:
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as probe:
+            cmd = [*_bwrap_prefix(bwrap, Path(probe.name), 1, root), sys.executable, "-I", "-c", "pass"]
+            if not _command_works(cmd):
+                bwrap = None
+    unshare = shutil.which("unshare")
     namespaces: Literal["root", "user", "none"] = "none"
     if unshare and root and _command_works([unshare, *_NS_FLAGS, "true"]):
         namespaces = "root"
@@ -135,49 +239,88 @@ def probe_features() -> SandboxFeatures:
     # and dropping to nobody (below) is worth more.
     elif unshare and not root and _command_works([unshare, "--user", "--map-root-user", *_NS_FLAGS, "true"]):
         namespaces = "user"
+    cgroup, parents = probe_cgroups()
     return SandboxFeatures(
+        bwrap=bwrap,
+        cgroup=cgroup,
         namespaces=namespaces,
         landlock_abi=_landlock_abi(),
         drop_to_uid=NOBODY_UID if root else None,
         drop_to_gid=NOBODY_GID if root else None,
+        cgroup_parents=parents,
     )
+
+
+def require(isolation: Isolation, features: SandboxFeatures | None = None) -> SandboxFeatures:
+    """``features`` (probed by default) if they provide ``isolation``; else ``SandboxUnavailable``
+    naming what is missing and the weaker levels one may opt into."""
+    if isolation not in ISOLATION_LEVELS:
+        raise ValueError(f"sandbox isolation {isolation!r}: expected one of {', '.join(ISOLATION_LEVELS)}")
+    features = features or probe_features()
+    missing = features.missing_for(isolation)
+    if missing:
+        weaker = [level for level in ISOLATION_LEVELS[ISOLATION_LEVELS.index(isolation) + 1 :]]
+        hint = f"; opt into a weaker level explicitly with sandbox_isolation={' or '.join(weaker)}" if weaker else ""
+        raise SandboxUnavailable(
+            f"the code sandbox cannot provide isolation={isolation!r} on this machine: missing "
+            + "; ".join(missing)
+            + hint
+            + " (docs/evaluation.md, 'Sandbox')"
+        )
+    return features
 
 
 @dataclass(frozen=True)
 class CodeJob:
-    """One candidate to run. ``program``: source with its tests appended, passes if it runs to the
-    end; ``stdio``: a program fed each test's input on stdin; ``call``: ``Solution().func_name``."""
+    """One run. ``program``: a source run as ``__main__`` (``emit`` and ``job_data`` in its
+    globals); ``call``: define the source, then call ``func_name`` (a function, or a ``Solution``
+    method with ``call_style="method"``) on each encoded argument list in ``inputs``; ``stdio``: run
+    the source once per input string on stdin."""
 
     mode: Mode
     source: str
-    tests: tuple[dict, ...] = ()
-    """For ``stdio``/``call``: dicts with ``input`` and ``output`` strings."""
+    inputs: tuple = ()
     func_name: str | None = None
+    call_style: Literal["function", "method"] = "function"
+    data: object = None
+    """``program`` mode: JSON data the program sees as ``job_data``."""
     wall_s: float | None = None
-    """Overrides ``SandboxLimits.wall_s`` for this job (long test lists)."""
+    """Overrides ``SandboxLimits.wall_s`` for this job (long input lists)."""
+    test_timeout_s: float | None = None
+    """Per-input limit; None: only the wall-clock limit."""
 
 
 @dataclass(frozen=True)
-class SandboxResult:
-    status: Status
-    tests_passed: int
-    tests_total: int
-    detail: str = ""
+class RunOutcome:
+    """What a job produced and how its process ended; no verdict."""
+
+    end: End
+    """``exit`` (status in ``code``), ``signal`` (number in ``code``), ``timeout`` (wall or CPU
+    limit), ``memory`` (the cgroup's OOM killer) or ``error`` (the sandbox itself failed)."""
+    code: int | None
+    detail: str
+    records: tuple[dict, ...]
+    """Channel lines, in order."""
+    channel_error: str = ""
+    """Non-empty if the channel was malformed or oversized (then ``records`` is empty)."""
     wall_s: float = 0.0
     stdout: str = ""
     stderr: str = ""
     run_id: str = ""
-    """Value of MLR1_SANDBOX_RUN in the candidate's environment (lets tests look for leftovers)."""
+    """Value of MLR1_SANDBOX_RUN in the job's environment (lets tests look for leftovers)."""
 
-    @property
-    def passed(self) -> bool:
-        return self.status == "passed"
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
+    except OSError:
         pass
 
 
@@ -193,178 +336,257 @@ def _sweep_marked(marker: str) -> int:
                 if needle in f.read().split(b"\0"):
                     os.kill(int(entry), signal.SIGKILL)
                     killed += 1
-        except (OSError, ProcessLookupError):
+        except OSError:
             continue
     return killed
 
 
-def _read_report(fd: int) -> dict | None:
-    os.set_blocking(fd, False)
-    chunks = []
-    try:
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    except BlockingIOError:
-        pass
-    finally:
-        os.close(fd)
-    try:
-        return json.loads(b"".join(chunks)) if chunks else None
-    except json.JSONDecodeError:
-        return None
+def _count_tasks_of(uid: int) -> int:
+    """Threads+processes owned by ``uid`` on the host (what RLIMIT_NPROC counts)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            if int(fields["Uid"].split()[0]) == uid:
+                total += int(fields["Threads"].strip())
+        except (OSError, KeyError, ValueError):
+            continue
+    return total
+
+
+def read_channel(path: Path, limit_bytes: int) -> tuple[tuple[dict, ...], str]:
+    """Channel lines as dicts, and an error ('' if none). A final line without its newline (the
+    process was killed while writing) is dropped; a malformed complete line is an error."""
+    with open(path, "rb") as f:
+        data = f.read(limit_bytes + 1)
+    if len(data) > limit_bytes:
+        return (), f"channel larger than {limit_bytes // 2**20} MiB"
+    lines = data.split(b"\n")[:-1]
+    records = []
+    for n, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            return (), f"channel line {n} is not JSON"
+        if not isinstance(record, dict):
+            return (), f"channel line {n} is not an object"
+        records.append(record)
+    return tuple(records), ""
 
 
 def _tail(path: Path, limit: int) -> str:
-    with open(path, "rb") as f:
-        data = f.read(limit + 1)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError:
+        return ""
     text = data[:limit].decode("utf-8", errors="replace")
     return text + ("\n[... truncated]" if len(data) > limit else "")
 
 
-def _describe_exit(returncode: int) -> str:
-    if returncode < 0 or returncode > 128:
-        sig = -returncode if returncode < 0 else returncode - 128
-        name = {
-            signal.SIGKILL: "SIGKILL (limit reached)",
-            signal.SIGXCPU: "SIGXCPU (CPU time limit)",
-            signal.SIGXFSZ: "SIGXFSZ (file size limit)",
-            signal.SIGSEGV: "SIGSEGV (crash, e.g. stack overflow)",
-        }.get(sig, f"signal {sig}")
-        return f"process died: {name}"
-    return f"process exited with status {returncode} without a report"
+def _process_end(returncode: int) -> tuple[End, int]:
+    """(end, code) from the launcher's status: a signal death reads as -N (Popen) or 128+N (bwrap)."""
+    if returncode < 0:
+        number = -returncode
+    elif returncode > 128:
+        number = returncode - 128
+    else:
+        return "exit", returncode
+    return ("timeout", number) if number == signal.SIGXCPU else ("signal", number)
+
+
+def _error(detail: str, run_id: str = "", wall: float = 0.0) -> RunOutcome:
+    return RunOutcome("error", None, detail[:1000], (), wall_s=round(wall, 3), run_id=run_id)
 
 
 class Sandbox:
-    """Runs ``CodeJob``s one process each. Thread-safe; ``run_many`` runs them in parallel."""
+    """Runs ``CodeJob``s one isolated process each. Thread-safe; ``run_many`` runs them in parallel.
+    ``run`` never raises for a job's behaviour: a failure of the sandbox itself is ``end="error"``."""
 
     def __init__(
         self,
         limits: SandboxLimits | None = None,
         features: SandboxFeatures | None = None,
         *,
+        isolation: Isolation = "strict",
         python_guards: bool = True,
     ):
         self.limits = limits or SandboxLimits()
-        self.features = features or probe_features()
+        self.isolation = isolation
+        self.features = require(isolation, features)
         # The socket patch + audit hook layer; tests switch it off to prove the kernel layers alone.
         self.python_guards = python_guards
 
-    def _command(self, job_path: Path) -> list[str]:
+    def describe(self) -> dict:
+        return self.features.describe(self.isolation)
+
+    def _command(self, job_path: Path, limits: SandboxLimits) -> list[str]:
+        python = [sys.executable, "-I", "-B"]
+        if self.isolation != "weak":
+            root = os.geteuid() == 0
+            prefix = _bwrap_prefix(self.features.bwrap, job_path, limits.scratch_mb, root)
+            return [*prefix, *python, f"{_BOX}/boot.py", f"{_BOX}/job.json"]
         prefix: list[str] = []
         if self.features.namespaces == "root":
             prefix = [shutil.which("unshare") or "unshare", *_NS_FLAGS]
         elif self.features.namespaces == "user":
             prefix = [shutil.which("unshare") or "unshare", "--user", "--map-root-user", *_NS_FLAGS]
-        return [*prefix, sys.executable, "-I", "-B", str(BOOT_SCRIPT), str(job_path)]
+        return [*prefix, *python, str(BOOT_SCRIPT), str(job_path)]
 
-    def run(self, job: CodeJob) -> SandboxResult:
-        if job.mode not in ("program", "stdio", "call"):
-            raise ValueError(f"unknown sandbox mode {job.mode!r}; expected program, stdio or call")
-        if job.mode == "call" and not job.func_name:
-            raise ValueError("a 'call' job needs func_name (the Solution method to call)")
-        limits, features = self.limits, self.features
-        if job.wall_s is not None:
-            limits = dataclasses.replace(limits, wall_s=job.wall_s)
-        base = Path(tempfile.mkdtemp(prefix="mlr1-sandbox-"))
+    def _job_file(self, job: CodeJob, limits: SandboxLimits, workdir: str, channel_fd: int, use_cgroup: bool) -> dict:
+        features = self.features
+        weak = self.isolation == "weak"
+        uid = features.drop_to_uid if features.drop_to_uid is not None else os.getuid()
+        return {
+            "mode": job.mode,
+            "source": job.source,
+            "inputs": list(job.inputs),
+            "func_name": job.func_name,
+            "call_style": job.call_style,
+            "data": job.data,
+            "test_timeout_s": job.test_timeout_s,
+            "max_output_bytes": limits.stdout_mb * 2**20,
+            "limits": limits.as_job(),
+            "nproc": None if use_cgroup else _count_tasks_of(uid) + limits.max_tasks,
+            "workdir": workdir,
+            "writable": [workdir] if weak else [workdir, "/tmp"],
+            "channel_fd": channel_fd,
+            "drop_to_uid": features.drop_to_uid,
+            "drop_to_gid": features.drop_to_gid,
+            "keep_read_search": weak,
+            "landlock_abi": features.landlock_abi,
+            "python_guards": self.python_guards,
+        }
+
+    def run(self, job: CodeJob) -> RunOutcome:
         try:
-            work, ctl = base / "work", base / "ctl"
-            work.mkdir()
-            ctl.mkdir(mode=0o700)
-            if features.drop_to_uid is not None:
-                os.chmod(base, 0o711)
-                os.chown(work, features.drop_to_uid, features.drop_to_gid)
-            job_path = ctl / "job.json"
-            report_r, report_w = os.pipe()  # the child's verdict; both ends closed below on every path
-            try:
-                job_path.write_text(
-                    json.dumps(
-                        {
-                            "mode": job.mode,
-                            "source": job.source,
-                            "tests": list(job.tests),
-                            "func_name": job.func_name,
-                            "test_timeout_s": limits.test_timeout_s,
-                            "limits": limits.as_job(),
-                            "workdir": str(work),
-                            "report_fd": report_w,
-                            "drop_to_uid": features.drop_to_uid,
-                            "drop_to_gid": features.drop_to_gid,
-                            "landlock_abi": features.landlock_abi,
-                            "python_guards": self.python_guards,
-                        }
-                    ),
-                    encoding="utf-8",
+            if job.mode not in ("program", "call", "stdio"):
+                return _error(f"unknown sandbox mode {job.mode!r}; expected program, call or stdio")
+            if job.mode == "call" and not job.func_name:
+                return _error("a 'call' job needs func_name (the function or Solution method to call)")
+            return self._run(job)
+        except Exception as err:  # the sandbox's own failure, never the job's: reported, not raised
+            log.exception("sandbox run failed")
+            return _error(f"sandbox failure: {type(err).__name__}: {err}")
+
+    def _run(self, job: CodeJob) -> RunOutcome:
+        limits = self.limits if job.wall_s is None else dataclasses.replace(self.limits, wall_s=job.wall_s)
+        features = self.features
+        base = Path(tempfile.mkdtemp(prefix="mlr1-sandbox-"))
+        group: RunCgroup | None = None
+        marker = uuid.uuid4().hex
+        try:
+            weak = self.isolation == "weak"
+            work = base / "work"
+            workdir = str(work) if weak else _BOX_WORK
+            if weak:
+                work.mkdir()
+                if features.drop_to_uid is not None:
+                    os.chmod(base, 0o711)
+                    os.chown(work, features.drop_to_uid, features.drop_to_gid)
+            use_cgroup = self.isolation == "strict"
+            if use_cgroup:
+                group = RunCgroup.create(
+                    features.cgroup,
+                    features.cgroup_parents,
+                    memory_bytes=limits.memory_mb * 2**20,
+                    max_pids=limits.max_tasks + 8,  # + the launcher, bubblewrap's init and the interpreter
                 )
-                marker = uuid.uuid4().hex
-                env = {  # nothing from the evaluator's environment (tokens, proxies, PYTHON*)
-                    "PATH": "/usr/local/bin:/usr/bin:/bin",
-                    "HOME": str(work),
-                    "TMPDIR": str(work),
-                    "LANG": "C.UTF-8",
-                    "PYTHONHASHSEED": "0",
-                    "OMP_NUM_THREADS": "1",
-                    "OPENBLAS_NUM_THREADS": "1",
-                    "MKL_NUM_THREADS": "1",
-                    _MARKER_VAR: marker,
-                }
+            env = {  # nothing from the evaluator's environment (tokens, proxies, PYTHON*)
+                "PATH": "/usr/local/bin:/usr/bin:/bin",
+                "HOME": workdir,
+                "TMPDIR": workdir,
+                "LANG": "C.UTF-8",
+                "PYTHONHASHSEED": "0",
+                "OMP_NUM_THREADS": "1",
+                "OPENBLAS_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1",
+                _MARKER_VAR: marker,
+            }
+            job_path, channel_path = base / "job.json", base / "channel"
+            with (
+                open(base / "stdout", "wb") as out,
+                open(base / "stderr", "wb") as err,
+                open(channel_path, "wb") as channel,
+            ):
+                spec = self._job_file(job, limits, workdir, channel.fileno(), use_cgroup)
+                job_path.write_text(json.dumps(spec), encoding="utf-8")
+                os.chmod(job_path, 0o644)
+                command = self._command(job_path, limits)
+                if group is not None:
+                    joins = " && ".join(f"echo $$ > {shlex.quote(str(p))}" for p in group.procs_files)
+                    fail = f"{{ echo 'mlr1 sandbox: cannot join the cgroup' >&2; exit {_JOIN_FAILED}; }}"
+                    command = ["/bin/sh", "-c", f'({joins}) 2>/dev/null || {fail}; exec "$@"', "sh", *command]
                 started = time.monotonic()
-                with open(ctl / "stdout", "wb") as out, open(ctl / "stderr", "wb") as err:
-                    proc = subprocess.Popen(
-                        self._command(job_path),
-                        cwd=work,
-                        env=env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=out,
-                        stderr=err,
-                        pass_fds=(report_w,),
-                        start_new_session=True,
-                    )
-            except BaseException:
-                os.close(report_r)
-                raise
-            finally:
-                os.close(report_w)
-            timed_out = False
+                proc = subprocess.Popen(
+                    command,
+                    cwd=base,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    pass_fds=(channel.fileno(),),
+                    start_new_session=True,
+                )
+            fired = threading.Event()
+
+            def on_wall_limit():
+                fired.set()
+                _kill_group(proc.pid)
+                if group is not None:
+                    group.kill_all()
+
+            timer = threading.Timer(limits.wall_s + _STARTUP_GRACE_S, on_wall_limit)
+            timer.start()
             try:
-                proc.wait(timeout=limits.wall_s + _STARTUP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                timed_out = True
+                _, status, usage = os.wait4(proc.pid, 0)  # rusage covers the reaped descendants too
+            finally:
+                timer.cancel()
+            timed_out = fired.is_set()
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            cpu = usage.ru_utime + usage.ru_stime
+            if group is not None:
+                group.kill_all()
             _kill_group(proc.pid)  # stragglers left in the group after a normal exit, too
-            proc.wait()
-            if features.namespaces == "none":
+            if weak and features.namespaces == "none":
                 for _ in range(3):
                     if not _sweep_marked(marker):
                         break
             wall = time.monotonic() - started
-            report = _read_report(report_r)
+            oom = group is not None and group.oom_killed()
             keep = limits.output_kb * 1024
-            stdout, stderr = _tail(ctl / "stdout", keep), _tail(ctl / "stderr", keep)
+            stdout, stderr = _tail(base / "stdout", keep), _tail(base / "stderr", keep)
+            records, channel_error = read_channel(channel_path, limits.channel_mb * 2**20)
         finally:
+            if group is not None:
+                group.kill_all()
+                group.remove()
             shutil.rmtree(base, ignore_errors=True)
-        total = len(job.tests) if job.mode != "program" else 1
         common = {"wall_s": round(wall, 3), "stdout": stdout, "stderr": stderr, "run_id": marker}
-        if report is not None:
-            return SandboxResult(
-                report["status"],
-                report["tests_passed"],
-                report["tests_total"],
-                report.get("detail", ""),
-                **common,
-            )
+        outcome = functools.partial(RunOutcome, records=records, channel_error=channel_error, **common)
+        if oom:  # first: an OOM kill explains a stall or a death that follows it
+            return outcome("memory", None, f"memory limit of {limits.memory_mb} MiB reached (killed by the cgroup)")
         if timed_out:
-            return SandboxResult("timeout", 0, total, f"killed after {limits.wall_s:.0f}s wall clock", **common)
-        if proc.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
-            # The CPU-time limit is a time limit too: which one fires first depends on machine load.
-            return SandboxResult("timeout", 0, total, _describe_exit(proc.returncode), **common)
-        detail = _describe_exit(proc.returncode)
-        if "Error" in stderr:
-            detail += ": " + stderr.strip().splitlines()[-1][-300:]
-        return SandboxResult("runtime_error", 0, total, detail, **common)
+            return outcome("timeout", None, f"killed after {limits.wall_s:g}s wall clock")
+        if group is not None and proc.returncode == _JOIN_FAILED and "cannot join the cgroup" in stderr:
+            return _error("the launcher could not join the run's cgroup", marker, wall)
+        end, code = _process_end(proc.returncode)
+        cpu_limit = limits.cpu_s if limits.cpu_s is not None else limits.wall_s
+        if end != "exit" or code != 0:
+            if cpu >= cpu_limit - 0.05:  # killed at RLIMIT_CPU (SIGXCPU, or SIGKILL a second later)
+                return outcome("timeout", code, f"CPU time limit of {cpu_limit:g}s reached")
+        if end == "exit":
+            return outcome("exit", code, f"exited with status {code}")
+        if end == "timeout":
+            return outcome("timeout", code, f"CPU time limit ({signal_name(code)})")
+        return outcome("signal", code, f"killed by {signal_name(code)}")
 
-    def run_many(
-        self, jobs: list[CodeJob], *, workers: int | None = None, desc: str | None = None
-    ) -> list[SandboxResult]:
-        """Run ``jobs`` in parallel (``workers`` processes at a time), with a progress bar on stderr."""
+    def run_many(self, jobs: list[CodeJob], *, workers: int | None = None, desc: str | None = None) -> list[RunOutcome]:
+        """Run ``jobs`` in parallel (``workers`` processes at a time), with a progress bar on stderr.
+        Every job gets an outcome, in order; nothing raises."""
         if not jobs:
             return []
         workers = max(1, workers or os.cpu_count() or 1)
@@ -373,7 +595,7 @@ class Sandbox:
             tqdm(
                 total=len(jobs),
                 desc=desc or "sandbox",
-                unit="candidate",
+                unit="job",
                 disable=len(jobs) < 2,
                 file=sys.stderr,
             ) as bar,
@@ -381,6 +603,9 @@ class Sandbox:
             futures = [pool.submit(self.run, job) for job in jobs]
             results = []
             for future in futures:
-                results.append(future.result())
+                try:
+                    results.append(future.result())
+                except BaseException as err:  # run() catches Exception; this is the last line of defence
+                    results.append(_error(f"sandbox failure: {type(err).__name__}: {err}"))
                 bar.update(1)
         return results

@@ -180,9 +180,10 @@ EXPECTED = {
         "truncated": (1 / 4 + 0) / 2,
         "no_answer": (1 / 4 + 0) / 2,
     },
+    # The WRITE_OUTSIDE sample writes to its own private /tmp (the host's stays untouched) and passes.
     "r1_mbpp_plus": {
-        "pass@1": (2 / 4 + 1) / 2,
-        "pass@2": (_pass_at(4, 2, 2) + 1) / 2,
+        "pass@1": (3 / 4 + 1) / 2,
+        "pass@2": (_pass_at(4, 3, 2) + 1) / 2,
         "pass@4": 1.0,
         "truncated": 0.0,
         "no_answer": 0.0,
@@ -255,7 +256,8 @@ def test_outputs_are_written(evaluation):
     saved = json.loads((out_dir / "results.json").read_text())
     assert saved["results"]["r1_aime24"]["pass@1,graded"] == results["results"]["r1_aime24"]["pass@1,graded"]
     assert saved["mlr1"]["samples_per_problem"]["r1_livecodebench"] == 4
-    assert saved["mlr1"]["sandbox"]["pid_namespace"] in (True, False)
+    assert saved["mlr1"]["sandbox"]["isolation"] == "strict"
+    assert saved["mlr1"]["sandbox"]["mount_namespace"] is True
     table = (out_dir / "results.md").read_text()
     assert "| r1_aime24 | 3 | 4 | 41.7 ± " in table
     assert "| **r1_reasoning** (mean of tasks) |" in table
@@ -267,7 +269,8 @@ def test_outputs_are_written(evaluation):
     assert [r["method"] for r in records] == ["boxed", "answer_phrase", None, "last_number"]
     code = [json.loads(line) for line in (out_dir / "samples_r1_humaneval_plus.jsonl").read_text().splitlines()]
     statuses = {r["result"] for s in code for r in s["filtered_resps"][0]}
-    assert {"passed", "wrong_answer", "timeout", "runtime_error"} <= statuses
+    assert {"passed", "failed", "timeout"} <= statuses
+    assert {r["sandbox"] for s in code for r in s["filtered_resps"][0]} == {"strict"}
 
 
 def test_yaml_defaults_through_plain_lm_eval_from_another_cwd(tmp_path, monkeypatch):

@@ -1,0 +1,166 @@
+"""Verdicts, decided in the supervisor from what a sandboxed run produced.
+
+A candidate's process only ever receives inputs; what it sends back (``RunOutcome.records``) is
+checked here as data: one record per input, in order, each a value (encoded, ``value_codec``),
+a stdout text, or how that input failed. Expected outputs never enter the candidate's process,
+so no object, monkeypatch, frame inspection, forged record or early exit there can make a wrong
+answer pass: at worst it produces a different output, or a ``sandbox_error``.
+
+Statuses: ``passed``, ``failed`` (wrong answer, exception, early exit), ``timeout`` (wall or CPU
+limit), ``memory`` (memory limit), ``crashed`` (killed by a signal, named in ``detail``) and
+``sandbox_error`` (the sandbox or the channel failed; never a pass).
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from . import value_codec
+from .sandbox import RunOutcome
+
+Status = Literal["passed", "failed", "timeout", "memory", "crashed", "sandbox_error"]
+_MAX_DETAIL = 300
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: Status
+    tests_passed: int
+    tests_total: int
+    detail: str = ""
+    wall_s: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+def sandbox_error(total: int, detail: str) -> Verdict:
+    return Verdict("sandbox_error", 0, total, detail[:_MAX_DETAIL])
+
+
+def from_end(outcome: RunOutcome, done: int, total: int) -> Verdict:
+    """Verdict of a run whose results stop after ``done`` of ``total`` inputs, from how it ended."""
+    status: Status
+    where = f"after {done} of {total} inputs"
+    if outcome.end == "error":
+        return Verdict("sandbox_error", done, total, outcome.detail[:_MAX_DETAIL], outcome.wall_s)
+    if outcome.end in ("timeout", "memory"):
+        status, detail = outcome.end, f"{outcome.detail} ({where})"
+    elif outcome.end == "signal":
+        status, detail = "crashed", f"{outcome.detail} ({where})"
+    else:
+        status, detail = "failed", f"the program {outcome.detail} {where}"
+        last = outcome.stderr.strip().splitlines()[-1:] if outcome.stderr.strip() else []
+        if last:
+            detail += f": {last[0][-200:]}"
+    return Verdict(status, done, total, detail[:_MAX_DETAIL], outcome.wall_s)
+
+
+def _failure(record: dict, done: int, total: int, wall: float, what: str) -> Verdict | None:
+    """The verdict of a record that says how an input (or the setup) failed; None for a result."""
+    for key, status in (("timeout", "timeout"), ("memory", "memory"), ("error", "failed")):
+        if key in record:
+            text = record[key]
+            if not isinstance(text, str):
+                return Verdict("sandbox_error", done, total, f"malformed record for {what}", wall)
+            return Verdict(status, done, total, f"{what}: {text}"[:_MAX_DETAIL], wall)
+    return None
+
+
+def results_of(outcome: RunOutcome, total: int, field: str) -> tuple[list, Verdict | None]:
+    """The per-input results (``field`` of each record), in order, and the verdict that ends them
+    early (None: all ``total`` are there). Malformed records give a ``sandbox_error``; a run the
+    cgroup's OOM killer hit ends as ``memory`` whatever the stalled process reported."""
+    results, stop = _results(outcome, total, field)
+    if stop is not None and outcome.end == "memory" and stop.status in ("failed", "timeout"):
+        stop = Verdict(
+            "memory", stop.tests_passed, total, f"{outcome.detail}; {stop.detail}"[:_MAX_DETAIL], stop.wall_s
+        )
+    return results, stop
+
+
+def _results(outcome: RunOutcome, total: int, field: str) -> tuple[list, Verdict | None]:
+    if outcome.channel_error:
+        return [], sandbox_error(total, f"result channel: {outcome.channel_error}")
+    records = list(outcome.records)
+    if records and "setup" in records[0]:
+        setup = records[0]["setup"]
+        failure = (
+            _failure(setup, 0, total, outcome.wall_s, "defining the solution") if isinstance(setup, dict) else None
+        )
+        return [], failure or sandbox_error(total, "malformed setup record")
+    results = []
+    for k, record in enumerate(records):
+        if record.get("i") != k or k >= total:
+            return [], sandbox_error(total, f"result channel: record {k} is out of order or extra")
+        failure = _failure(record, k, total, outcome.wall_s, f"input {k}")
+        if failure is not None:
+            return results, failure
+        if field not in record:
+            return [], sandbox_error(total, f"result channel: record {k} has no {field!r}")
+        results.append(record)
+    if len(results) < total:
+        return results, from_end(outcome, len(results), total)
+    return results, None
+
+
+def judge_values(outcome: RunOutcome, expected: list, equal: Callable[[object, object], bool]) -> Verdict:
+    """Returned values (decoded here) against ``expected``, first mismatch fails."""
+    total = len(expected)
+    results, stop = results_of(outcome, total, "value")
+    for k, record in enumerate(results):
+        try:
+            got = value_codec.decode(record["value"])
+        except ValueError as err:
+            return sandbox_error(total, f"input {k}: {err}")
+        if not equal(got, expected[k]):
+            detail = f"input {k}: returned {str(got)[:100]} != expected {str(expected[k])[:100]}"
+            return Verdict("failed", k, total, detail[:_MAX_DETAIL], outcome.wall_s)
+    return stop or Verdict("passed", total, total, wall_s=outcome.wall_s)
+
+
+def _to_decimal(token: str):
+    try:
+        return decimal.Decimal(token)
+    except decimal.InvalidOperation:
+        return None
+
+
+def stdout_matches(actual: str, expected: str) -> bool:
+    """Line-by-line comparison; trailing whitespace and blank trailing lines are ignored, and
+    tokens that are numbers compare by value (``0.50`` == ``0.5``)."""
+    got = [line.rstrip() for line in actual.strip().splitlines()]
+    want = [line.rstrip() for line in expected.strip().splitlines()]
+    if got == want:
+        return True
+    if len(got) != len(want):
+        return False
+    for g_line, w_line in zip(got, want, strict=True):
+        g_tok, w_tok = g_line.split(), w_line.split()
+        if len(g_tok) != len(w_tok):
+            return False
+        for g, w in zip(g_tok, w_tok, strict=True):
+            if g == w:
+                continue
+            dg, dw = _to_decimal(g), _to_decimal(w)
+            if dg is None or dw is None or dg != dw:
+                return False
+    return True
+
+
+def judge_stdout(outcome: RunOutcome, expected: list[str]) -> Verdict:
+    """Captured stdout per input against ``expected`` (``stdout_matches``), first mismatch fails."""
+    total = len(expected)
+    results, stop = results_of(outcome, total, "stdout")
+    for k, record in enumerate(results):
+        actual = record["stdout"]
+        if not isinstance(actual, str):
+            return sandbox_error(total, f"input {k}: malformed stdout record")
+        if record.get("truncated") or not stdout_matches(actual, expected[k]):
+            detail = f"input {k}: output {actual[:100]!r} != expected {expected[k][:100]!r}"
+            return Verdict("failed", k, total, detail[:_MAX_DETAIL], outcome.wall_s)
+    return stop or Verdict("passed", total, total, wall_s=outcome.wall_s)

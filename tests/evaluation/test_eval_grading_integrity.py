@@ -1,0 +1,442 @@
+"""A candidate cannot fool or crash the grader: hostile candidates of every known class, each
+graded in one batch with honest ones, get the verdict they deserve, and the honest ones still pass.
+
+Problems: the shipped fixtures plus two in the real evalplus layout (``assertion(out, exp, atol)``
+with ``is_floats`` and numpy tolerance), so the tolerance semantics of the original tests are
+checked too.
+"""
+
+import dataclasses
+import json
+import os
+import time
+import uuid
+
+import pytest
+from evaluation_testkit import FIXTURES
+
+from mlr1_titan.evaluation import hooks, sandbox
+from mlr1_titan.evaluation.benchmarks import TEST_STORE, EvalOptions, build_docs
+from mlr1_titan.evaluation.code_grading import CodeGrader, Submission
+from mlr1_titan.evaluation.sandbox import RunOutcome, SandboxLimits, SandboxUnavailable
+
+EVALPLUS_ASSERTION = """
+import numpy as np
+
+
+def is_floats(x) -> bool:
+    if isinstance(x, float):
+        return True
+    if isinstance(x, (list, tuple)):
+        return all(isinstance(i, float) for i in x)
+    if isinstance(x, np.ndarray):
+        return x.dtype == np.float64 or x.dtype == np.float32
+    return False
+
+
+def assertion(out, exp, atol):
+    exact_match = out == exp
+    if atol == 0 and is_floats(exp):
+        atol = 1e-6
+    if not exact_match and atol != 0:
+        np.testing.assert_allclose(out, exp, atol=atol)
+    else:
+        assert exact_match
+"""
+SCALE = {  # HumanEval+ layout: check(candidate) with inputs and results
+    "prompt": 'def scale(xs: list, k: float) -> list:\n    """Multiply every element of xs by k."""\n',
+    "canonical_solution": "    return [x * k for x in xs]\n",
+    "entry_point": "scale",
+    "test": EVALPLUS_ASSERTION
+    + """
+
+def check(candidate):
+    inputs = [[[1.0, 2.5], 2.0], [[], 3.0], [[0.1, 0.2], 3.0], [[7.0], -1.0]]
+    results = [[2.0, 5.0], [], [0.30000000000000004, 0.6000000000000001], [-7.0]]
+    for i, (inp, exp) in enumerate(zip(inputs, results)):
+        assertion(candidate(*inp), exp, 0)
+""",
+}
+MIN_MAX = {  # MBPP+ layout: a module-level loop calling the function by name
+    "test_imports": [],
+    "code": "def min_max(xs):\n    return (min(xs), max(xs))\n",
+    "entry_point": "min_max",
+    "test": EVALPLUS_ASSERTION
+    + """
+inputs = [[[3, 1, 2]], [[5]], [[-2, 9, 4, 9]]]
+results = [(1, 3), (5, 5), (-2, 9)]
+for i, (inp, exp) in enumerate(zip(inputs, results)):
+    assertion(min_max(*inp), exp, 0)
+""",
+}
+LIMITS = SandboxLimits(wall_s=8, test_timeout_s=3)
+
+RUNNING_MAX = (
+    "def running_max(values):\n    out = []\n    for v in values:\n"
+    "        out.append(v if not out else max(out[-1], v))\n    return out\n"
+)
+SCALE_OK = "def scale(xs, k):\n    return [x * k for x in xs]\n"
+MIN_MAX_OK = "def min_max(xs):\n    return (min(xs), max(xs))\n"
+SUM_MOD = "n = int(input())\nprint(sum(map(int, input().split())) % 1000)\n"
+GAP = (
+    "class Solution:\n    def largestGap(self, nums):\n        s = sorted(nums)\n"
+    "        return max((b - a for a, b in zip(s, s[1:])), default=0)\n"
+)
+
+# (benchmark, problem, code, expected status, a word the detail must contain)
+ATTACKS = {
+    # --- values that claim equality --------------------------------------------------------------
+    "always_equal_object": (
+        "humaneval_plus",
+        "R1Fixture/0",
+        "class E:\n    def __eq__(self, o):\n        return True\n    __hash__ = None\n"
+        "def running_max(values):\n    return E()\n",
+        "failed",
+        "input 0",
+    ),
+    "always_equal_list_subclass": (
+        "humaneval_plus",
+        "R1Fixture/0",
+        "class E(list):\n    def __eq__(self, o):\n        return True\n    def __ne__(self, o):\n        return False\n"
+        "def running_max(values):\n    return E([0])\n",
+        "failed",
+        "input 0",
+    ),
+    "always_equal_int_subclass": (
+        "mbpp_plus",
+        "9001",
+        "class E(int):\n    def __eq__(self, o):\n        return True\n    __hash__ = int.__hash__\n"
+        "def second_largest(nums):\n    return E(-12345)\n",
+        "failed",
+        "input 0",
+    ),
+    "always_equal_tuple_for_evalplus_assertion": (
+        "mbpp_plus",
+        "min_max",
+        "class E(tuple):\n    def __eq__(self, o):\n        return True\n    def __bool__(self):\n        return True\n"
+        "def min_max(xs):\n    return E((0, 0))\n",
+        "failed",
+        "input 0",
+    ),
+    # --- patched library and builtin functions ----------------------------------------------------
+    "patched_zip": (
+        "humaneval_plus",
+        "R1Fixture/0",
+        "import builtins\nbuiltins.zip = lambda *a, **k: iter(())\ndef running_max(values):\n    return []\n",
+        "failed",
+        "input 0",
+    ),
+    "patched_numpy_tolerance": (
+        "humaneval_plus",
+        "scale",
+        "import numpy as np\nnp.isclose = np.allclose = lambda *a, **k: True\n"
+        "np.testing.assert_allclose = lambda *a, **k: None\ndef scale(xs, k):\n    return [0.0 for x in xs]\n",
+        "failed",
+        "input 0",
+    ),
+    "patched_assertion_error": (
+        "mbpp_plus",
+        "9001",
+        "import builtins\nclass Quiet(Exception):\n    pass\nbuiltins.AssertionError = Quiet\n"
+        "def second_largest(nums):\n    return 0\n",
+        "failed",
+        "input 0",
+    ),
+    "patched_harness_names": (
+        "humaneval_plus",
+        "R1Fixture/0",
+        "import sys\nboot = sys.modules['__main__']\nfor name in dir(boot):\n    if name.startswith(('_failure', '_safe')):\n"
+        "        setattr(boot, name, lambda *a, **k: ['l', []])\n"
+        "sys.modules['value_codec'].encode = lambda v: ['l', []]\ndef running_max(values):\n    return []\n",
+        "failed",
+        "input 0",
+    ),
+    # --- reading the expected outputs -------------------------------------------------------------
+    "frame_and_heap_inspection": (
+        "livecodebench",
+        "fx_lc_0001",
+        "import gc, sys, json\nclass Solution:\n    def largestGap(self, nums):\n"
+        "        for obj in gc.get_objects():\n            if isinstance(obj, dict) and 'output' in obj:\n"
+        "                return json.loads(obj['output'])\n"
+        "        f = sys._getframe()\n        while f:\n            for key in ('expected', 'results', 'exp'):\n"
+        "                if key in f.f_locals:\n                    return f.f_locals[key]\n            f = f.f_back\n"
+        "        return -1\n",
+        "failed",
+        "input 0",
+    ),
+    "reads_the_dataset_files": (
+        "humaneval_plus",
+        "R1Fixture/0",
+        "import glob, json\ndef running_max(values):\n"
+        f"    for path in glob.glob({str(FIXTURES)!r} + '/*.jsonl') + glob.glob('/root/**/*.jsonl', recursive=True):\n"
+        "        return ['found', path]\n    return None\n",
+        "failed",
+        "input 0",
+    ),
+    # --- forged results ---------------------------------------------------------------------------
+    "forged_verdict_on_every_fd": (
+        "humaneval_plus",
+        "R1Fixture/0",
+        'import os\nline = b\'{"status": "passed", "tests_passed": 5, "tests_total": 5}\\n\'\n'
+        "for fd in range(3, 40):\n    try:\n        os.write(fd, line)\n    except OSError:\n        pass\n"
+        "os._exit(0)\ndef running_max(values):\n    return []\n",
+        "sandbox_error",
+        "channel",
+    ),
+    "forged_extra_records": (
+        "livecodebench",
+        "fx_abc001_a",
+        "import os\nfor fd in range(3, 40):\n    for i in range(4):\n        try:\n"
+        '            os.write(fd, (\'{"i": %d, "stdout": "6\\\\n"}\\n\' % i).encode())\n'
+        "        except OSError:\n            pass\nprint(6)\n",
+        "sandbox_error",
+        "channel",
+    ),
+    "malformed_channel": (
+        "livecodebench",
+        "fx_abc001_a",
+        "import os\nfor fd in range(3, 40):\n    try:\n        os.write(fd, b'not json at all\\n')\n"
+        "    except OSError:\n        pass\nprint(6)\n",
+        "sandbox_error",
+        "not JSON",
+    ),
+    "oversized_channel": (
+        "mbpp_plus",
+        "9001",
+        "def second_largest(nums):\n    return 'x' * (20 * 2**20)\n",
+        "sandbox_error",
+        "larger than",
+    ),
+    # --- early exits ------------------------------------------------------------------------------
+    "sys_exit_while_defining": (
+        "humaneval_plus",
+        "R1Fixture/0",
+        "import sys\nsys.exit(0)\n",
+        "failed",
+        "defining the solution",
+    ),
+    "os_exit_inside_the_function": (
+        "humaneval_plus",
+        "R1Fixture/0",
+        "import os\ndef running_max(values):\n    os._exit(0)\n",
+        "failed",
+        "after 0 of 5 inputs",
+    ),
+    "stdio_exit_after_the_first_answer": (
+        "livecodebench",
+        "fx_abc001_a",
+        "import os, sys\nn = int(input())\nprint(sum(map(int, input().split())) % 1000)\nsys.stdout.flush()\nos._exit(0)\n",
+        "failed",
+        "after 0 of 4 inputs",  # its first stdout was never reported: os._exit skips the harness
+    ),
+    # --- limits and crashes -----------------------------------------------------------------------
+    "cpu_limit": ("humaneval_plus", "R1Fixture/0", "while True:\n    pass\n", "timeout", "limit"),
+    "sleeps_past_the_wall": ("mbpp_plus", "9001", "import time\ntime.sleep(60)\n", "timeout", "wall clock"),
+    "segfault": (
+        "humaneval_plus",
+        "R1Fixture/0",
+        "import os, signal\ndef running_max(values):\n    os.kill(os.getpid(), signal.SIGSEGV)\n",
+        "crashed",
+        "SIGSEGV",
+    ),
+    "memory_in_one_process": (
+        "mbpp_plus",
+        "9001",
+        "def second_largest(nums):\n    return len(bytearray(64 * 2**30))\n",
+        "memory",
+        "MemoryError",
+    ),
+    "memory_across_processes": (
+        "livecodebench",
+        "fx_lc_0001",
+        "import os, time\nfor _ in range(24):\n    if os.fork() == 0:\n        x = bytearray(300 * 2**20)\n"
+        "        x[::4096] = b'1' * len(x[::4096])\n        time.sleep(60)\ntime.sleep(60)\n",
+        "memory",
+        "memory limit",
+    ),
+}
+# Hostile side effects that must not stop an otherwise correct solution from passing.
+HARMLESS_EXTRAS = {
+    "deep_directory_tree": (
+        "import os\nfor _ in range(80):\n    os.mkdir('d' * 200)\n    os.chdir('d' * 200)\n"
+        "os.chdir('/tmp')\nfor _ in range(80):\n    os.mkdir('d' * 200)\n    os.chdir('d' * 200)\n"
+    ),
+    "fork_and_hide": (
+        "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+        '        time.sleep(90)\n        os.write(3, b\'{"i": 0, "value": ["l", []]}\\n\')\n    os._exit(0)\n'
+    ),
+    "sysv_ipc_segment": (
+        "import ctypes\ntry:\n    ctypes.CDLL(None).shmget(0x6d6c7231, 4096, 0o1666)\nexcept Exception:\n    pass\n"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def problems():
+    for key in ("humaneval_plus", "mbpp_plus", "livecodebench"):
+        build_docs(key, {"data_dir": str(FIXTURES)})
+    store = dict(TEST_STORE)
+    store[("humaneval_plus", "scale")] = SCALE
+    store[("mbpp_plus", "min_max")] = MIN_MAX
+    return store
+
+
+HONEST = [
+    ("humaneval_plus", "R1Fixture/0", RUNNING_MAX),
+    ("humaneval_plus", "scale", SCALE_OK),
+    ("mbpp_plus", "min_max", MIN_MAX_OK),
+    ("livecodebench", "fx_abc001_a", SUM_MOD),
+    ("livecodebench", "fx_lc_0001", GAP),
+]
+
+
+@pytest.fixture(scope="module")
+def batch(problems):
+    """Every attack and every honest answer (plain and with each harmless extra) in one run."""
+    subs, names = [], []
+    for name, (bench, pid, code, _, _) in ATTACKS.items():
+        subs.append(Submission(bench, pid, problems[(bench, pid)], code))
+        names.append(name)
+    for bench, pid, code in HONEST:
+        subs.append(Submission(bench, pid, problems[(bench, pid)], code))
+        names.append(f"honest {bench} {pid}")
+        if bench == "humaneval_plus":
+            for extra, prefix in HARMLESS_EXTRAS.items():
+                subs.append(Submission(bench, pid, problems[(bench, pid)], prefix + code))
+                names.append(f"honest {bench} {pid} + {extra}")
+    grader = CodeGrader(dataclasses.replace(LIMITS, memory_mb=1024), workers=2)
+    started = time.monotonic()
+    verdicts = grader.grade(subs)
+    return dict(zip(names, verdicts, strict=True)), time.monotonic() - started
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attack_gets_the_deserved_verdict(batch, name):
+    verdict = batch[0][name]
+    _, _, _, status, word = ATTACKS[name]
+    assert verdict.status == status, verdict
+    assert word in verdict.detail, verdict
+
+
+def test_honest_answers_in_the_same_run_still_pass(batch):
+    honest = {name: v for name, v in batch[0].items() if name.startswith("honest")}
+    assert len(honest) == len(HONEST) + 2 * len(HARMLESS_EXTRAS)
+    assert {name: v.status for name, v in honest.items()} == {name: "passed" for name in honest}
+
+
+def test_hidden_processes_do_not_survive_the_run(batch):
+    needle = b"time.sleep(90)"
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                assert needle not in f.read()
+        except OSError:
+            continue
+
+
+def test_evalplus_tolerance_semantics_are_kept(problems):
+    grader = CodeGrader(LIMITS)
+    near = "def scale(xs, k):\n    return [x * k + 1e-7 for x in xs]\n"  # within is_floats' atol=1e-6
+    far = "def scale(xs, k):\n    return [x * k + 1e-3 for x in xs]\n"
+    as_tuple = "def min_max(xs):\n    return [min(xs), max(xs)]\n"  # a list is not the expected tuple
+    numpy_ints = "import numpy as np\ndef min_max(xs):\n    return (np.int64(min(xs)), np.int64(max(xs)))\n"
+    subs = [
+        Submission("humaneval_plus", "scale", SCALE, near),
+        Submission("humaneval_plus", "scale", SCALE, far),
+        Submission("mbpp_plus", "min_max", MIN_MAX, as_tuple),
+        Submission("mbpp_plus", "min_max", MIN_MAX, numpy_ints),
+    ]
+    assert [v.status for v in grader.grade(subs)] == ["passed", "failed", "failed", "passed"]
+
+
+def test_the_candidate_process_gets_inputs_only(problems, monkeypatch):
+    """What crosses into the candidate's process for a plus problem holds no expected value."""
+    seen = []
+    grader = CodeGrader(LIMITS)
+    real = grader.sandbox.run_many
+
+    def spy(jobs, **kw):
+        seen.extend(jobs)
+        return real(jobs, **kw)
+
+    monkeypatch.setattr(grader.sandbox, "run_many", spy)
+    grader.grade([Submission("mbpp_plus", "min_max", MIN_MAX, MIN_MAX_OK)])
+    (job,) = seen
+    text = json.dumps(dataclasses.asdict(job))
+    assert "results" not in text and "assertion" not in text and job.data is None
+    assert len(job.inputs) == 3
+
+
+def test_a_judge_run_that_fails_is_retried_per_candidate(problems, monkeypatch):
+    grader = CodeGrader(LIMITS)
+    real = grader.harness.run_many
+    calls = []
+
+    def first_judge_batch_dies(jobs, **kw):
+        calls.append(len(jobs))
+        if jobs and jobs[0].data["task"] == "judge" and len(calls) == 2:
+            return [RunOutcome("signal", 9, "killed by SIGKILL", ()) for _ in jobs]
+        return real(jobs, **kw)
+
+    monkeypatch.setattr(grader.harness, "run_many", first_judge_batch_dies)
+    subs = [
+        Submission("mbpp_plus", "min_max", MIN_MAX, code)
+        for code in (MIN_MAX_OK, "def min_max(xs):\n    return (0, 0)\n")
+    ]
+    assert [v.status for v in grader.grade(subs)] == ["passed", "failed"]
+    assert calls == [1, 1, 2]  # record, the batch judge (lost), then each candidate alone
+
+
+def test_a_canonical_solution_that_fails_its_test_is_a_sandbox_error(problems):
+    broken = dict(MIN_MAX, code="def min_max(xs):\n    return (0, 0)\n")
+    (verdict,) = CodeGrader(LIMITS).grade([Submission("mbpp_plus", "min_max", broken, MIN_MAX_OK)])
+    assert verdict.status == "sandbox_error" and "canonical solution fails its own test" in verdict.detail
+
+
+# --- the gate under plain lm_eval ---------------------------------------------------------------------
+@pytest.fixture
+def without_bubblewrap(monkeypatch):
+    weak = dataclasses.replace(sandbox.probe_features(), bwrap=None)
+    monkeypatch.setattr(sandbox, "probe_features", lambda: weak)
+
+
+def test_code_tasks_refuse_to_load_without_the_strict_sandbox(without_bubblewrap):
+    with pytest.raises(SandboxUnavailable, match="bubblewrap.*sandbox_isolation=no_cgroup or weak"):
+        hooks.load_humaneval_plus(data_dir=str(FIXTURES))
+    hooks.load_aime24(data_dir=str(FIXTURES))  # math tasks need no sandbox
+    docs = hooks.load_mbpp_plus(data_dir=str(FIXTURES), sandbox_isolation="weak")["test"]
+    assert json.loads(docs[0]["r1_options"])["sandbox_isolation"] == "weak"
+
+
+def test_grade_code_fails_closed_and_records_the_level(without_bubblewrap):
+    docs = list(hooks.load_mbpp_plus(data_dir=str(FIXTURES), sandbox_isolation="weak")["test"])
+    answer = (
+        "```python\n"
+        + "def second_largest(nums):\n    d = sorted(set(nums))\n    return d[-2] if len(d) > 1 else None\n```"
+    )
+    weak = hooks.grade_code([[answer]], docs[:1])[0][0]
+    assert (weak["passed"], weak["sandbox"]) == (True, "weak")
+    strict = [
+        dict(
+            docs[0],
+            r1_options=dataclasses.replace(
+                EvalOptions.from_json(docs[0]["r1_options"]), sandbox_isolation="strict"
+            ).to_json(),
+        )
+    ]
+    record = hooks.grade_code([[answer]], strict)[0][0]
+    assert (record["passed"], record["result"], record["sandbox"]) == (False, "sandbox_error", "strict")
+    assert "bubblewrap" in record["detail"]
+
+
+def test_grade_code_never_raises_for_what_samples_contain():
+    docs = list(hooks.load_humaneval_plus(data_dir=str(FIXTURES))["test"])
+    bombs = [f"```python\n{code}\n```" for _, _, code, _, _ in ATTACKS.values()][:6]
+    honest = "```python\n" + RUNNING_MAX + "```"
+    records = hooks.grade_code([[*bombs, honest]], docs[:1])[0]
+    assert records[-1]["passed"] and not any(r["passed"] for r in records[:-1])
+    assert all(r["result"] for r in records)
+
+
+def test_unique_run_ids_make_leftover_checks_meaningful():
+    assert uuid.UUID(sandbox.Sandbox(LIMITS).run(sandbox.CodeJob("program", "pass")).run_id)
