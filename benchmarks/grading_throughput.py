@@ -4,7 +4,9 @@
                                                       [--baseline-ref 7a3306b]
 
 Candidates: ``--samples`` distinct answers per shipped fixture problem (HumanEval+, MBPP+,
-LiveCodeBench stdin and functional), half correct and half wrong, each made unique by a comment.
+LiveCodeBench stdin and functional), half correct and half wrong, each made unique by a comment;
+then the same for one generated HumanEval+-layout problem with ``--large-inputs`` inputs (real
+HumanEval+ problems carry hundreds, which the fixtures do not show).
 
 * before: the sandbox of ``--baseline-ref`` (the last commit whose verdict was decided inside the
   candidate's process: test code appended to the candidate, one process per candidate, no
@@ -70,6 +72,32 @@ ANSWERS = {
 }
 
 
+def large_problem(n_inputs: int) -> dict:
+    """A HumanEval+-layout problem with ``n_inputs`` list inputs (HumanEval+ problems carry hundreds),
+    checked with the evalplus-style ``assertion(out, exp, atol)`` that imports numpy."""
+    inputs = [[[(i * 7 + j * 3) % 50 - 25 for j in range(i % 30)]] for i in range(n_inputs)]
+    results = [[sum(args[0][: k + 1]) for k in range(len(args[0]))] for args in inputs]
+    test = (
+        "import numpy as np\n\n\ndef assertion(out, exp, atol):\n    exact_match = out == exp\n"
+        "    if not exact_match and atol != 0:\n        np.testing.assert_allclose(out, exp, atol=atol)\n"
+        "    else:\n        assert exact_match\n\n\ndef check(candidate):\n"
+        f"    inputs = {inputs!r}\n    results = {results!r}\n"
+        "    for i, (inp, exp) in enumerate(zip(inputs, results)):\n        assertion(candidate(*inp), exp, 0)\n"
+    )
+    return {
+        "prompt": 'def prefix_sums(xs: list) -> list:\n    """Running sums of xs."""\n',
+        "canonical_solution": "    out, total = [], 0\n    for x in xs:\n        total += x\n        out.append(total)\n    return out\n",
+        "entry_point": "prefix_sums",
+        "test": test,
+    }
+
+
+LARGE_ANSWERS = (
+    "def prefix_sums(xs):\n    out, t = [], 0\n    for x in xs:\n        t += x\n        out.append(t)\n    return out\n",
+    "def prefix_sums(xs):\n    return [sum(xs[: k + 1]) for k in range(len(xs) - 1)]\n",
+)
+
+
 def load_baseline(ref: str, into: Path):
     """The evaluation modules of ``ref`` as package ``baseline_eval`` (sandbox, code_answers)."""
     package = into / "baseline_eval"
@@ -87,9 +115,9 @@ def load_baseline(ref: str, into: Path):
     return importlib.import_module("baseline_eval.sandbox"), importlib.import_module("baseline_eval.code_answers")
 
 
-def candidates(samples: int) -> list[tuple[str, str, str, bool]]:
+def candidates(samples: int, answers: dict) -> list[tuple[str, str, str, bool]]:
     out = []
-    for (benchmark, problem_id), (good, bad) in ANSWERS.items():
+    for (benchmark, problem_id), (good, bad) in answers.items():
         for i in range(samples):
             correct = i % 2 == 0
             out.append((benchmark, problem_id, f"{good if correct else bad}# sample {i}\n", correct))
@@ -116,13 +144,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--baseline-ref", default="7a3306b", help="git commit of the design before (default 7a3306b)")
+    parser.add_argument("--large-inputs", type=int, default=500, help="inputs of the large HumanEval+-layout problem")
     args = parser.parse_args()
     for key in ("humaneval_plus", "mbpp_plus", "livecodebench"):
         build_docs(key, {"data_dir": str(eval_tasks_dir() / "fixtures")})
-    answers = candidates(args.samples)
-    expected = [correct for *_, correct in answers]
-    limits = SandboxLimits(wall_s=20, test_timeout_s=6)
-    with tempfile.TemporaryDirectory() as tmp:
+    TEST_STORE[("humaneval_plus", "R1Bench/large")] = large_problem(args.large_inputs)
+    suites = {
+        "fixture problems": candidates(args.samples, ANSWERS),
+        f"one problem with {args.large_inputs} inputs": candidates(
+            args.samples, {("humaneval_plus", "R1Bench/large"): LARGE_ANSWERS}
+        ),
+    }
+    with tempfile.TemporaryDirectory() as tmp:  # the baseline's files must outlive every run
         old_sandbox, old_answers = load_baseline(args.baseline_ref, Path(tmp))
         old_box = old_sandbox.Sandbox(old_sandbox.SandboxLimits(wall_s=20, test_timeout_s=6))
         jobs_of = {
@@ -130,18 +163,25 @@ def main() -> None:
             "mbpp_plus": old_answers.mbpp_plus_job,
             "livecodebench": old_answers.livecodebench_job,
         }
-        times: dict[str, list[float]] = {"before": [], "after (strict)": [], "after (weak)": []}
-        agree = True
-        for _ in range(args.repeats):
-            seconds, passed = run_before(old_box, answers, jobs_of, args.workers)
-            times["before"].append(seconds)
+        for title, answers in suites.items():
+            measure(title, answers, args, old_box, jobs_of)
+
+
+def measure(title: str, answers: list, args, old_box, jobs_of) -> None:
+    expected = [correct for *_, correct in answers]
+    limits = SandboxLimits(wall_s=20, test_timeout_s=6)
+    times: dict[str, list[float]] = {"before": [], "after (strict)": [], "after (weak)": []}
+    agree = True
+    for _ in range(args.repeats):
+        seconds, passed = run_before(old_box, answers, jobs_of, args.workers)
+        times["before"].append(seconds)
+        agree &= passed == expected
+        for label, isolation in (("after (strict)", "strict"), ("after (weak)", "weak")):
+            seconds, passed = run_after(limits, answers, args.workers, isolation)
+            times[label].append(seconds)
             agree &= passed == expected
-            for label, isolation in (("after (strict)", "strict"), ("after (weak)", "weak")):
-                seconds, passed = run_after(limits, answers, args.workers, isolation)
-                times[label].append(seconds)
-                agree &= passed == expected
     n = len(answers)
-    print(f"\n{n} candidates ({args.samples} per fixture problem), {args.workers} workers, {args.repeats} repeats")
+    print(f"\n{title}: {n} candidates ({args.samples} per problem), {args.workers} workers, {args.repeats} repeats")
     print(f"{'design':<16}{'median s':>10}{'candidates/s':>14}{'cost vs before':>16}")
     base = statistics.median(times["before"])
     for label, values in times.items():

@@ -11,7 +11,8 @@ The lm-eval tasks live in ``eval_tasks/`` (an ``--include_path``); this package 
 - ``plus_harness``    trusted program that records and judges HumanEval+/MBPP+ assert-style tests
 - ``value_codec``     plain values across the sandbox boundary (restricted tagged JSON)
 - ``sandbox``         runs untrusted code: bubblewrap, cgroups, limits, Landlock (docs/evaluation.md)
-- ``sandbox_cgroup``  per-candidate memory and process limits over all of a candidate's processes
+- ``sandbox_cgroup``  per-candidate memory, process and CPU limits over all of a candidate's processes
+- ``sandbox_seccomp`` the syscall filter bubblewrap loads (keyrings, namespaces, ptrace, ... refused)
 - ``sandbox_boot``    the child side: lock-down, then run a job and write its results to the channel
 - ``metrics``         pass@1 over all samples, maj@n, unbiased pass@k
 - ``benchmarks``      data: pinned hub revisions, local jsonl mirrors, prompts, LiveCodeBench windows

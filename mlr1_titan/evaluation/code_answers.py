@@ -8,6 +8,7 @@ the inputs, the supervisor keeps the outputs.
 
 from __future__ import annotations
 
+import decimal
 import json
 import re
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from . import value_codec
 from .sandbox import CodeJob
 
 # An opening fence with an optional language tag, the body, and a closing fence on its own line.
-_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)^[ \t]*```", re.DOTALL | re.MULTILINE)
+# (The info string after the tag cannot start with a tag character: no overlap, no quadratic scan.)
+_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)(?:[^\w+#.\n-][^\n]*)?\n(.*?)^[ \t]*```", re.DOTALL | re.MULTILINE)
 _PYTHON_TAGS = {"", "python", "python3", "py", "py3"}
 
 # Names LeetCode-style (functional) solutions use without importing them, as LeetCode's own
@@ -60,7 +62,8 @@ class PlusTask:
     setup: str
     """Code defined before the test body (HumanEval+: the prompt; MBPP+: the test imports)."""
     solution: str
-    """The dataset's reference solution, appended to ``setup`` when recording the inputs."""
+    """The dataset's reference solution, defined after ``setup`` (the entry point is then replaced
+    by the recorder or the replay)."""
     test: str
     entry: str
     style: Literal["check", "name"]
@@ -72,6 +75,8 @@ def plus_task(benchmark: str, problem: dict) -> PlusTask:
         return PlusTask(
             problem["prompt"], problem["canonical_solution"], problem["test"], problem["entry_point"], "check"
         )
+    if "entry_error" in problem:
+        raise ValueError(problem["entry_error"])
     imports = "\n".join(problem.get("test_imports") or [])
     return PlusTask(imports, problem["code"], problem["test"], problem["entry_point"], "name")
 
@@ -94,6 +99,15 @@ def plus_job(benchmark: str, problem: dict, code: str, inputs: list) -> CodeJob:
     return CodeJob("call", source, tuple(inputs), func_name=problem["entry_point"])
 
 
+def _big_int(text: str) -> int:
+    """JSON integers of any length (Python's default int parser stops at 4,300 digits)."""
+    return int(decimal.Decimal(text)) if len(text) > 4000 else int(text)
+
+
+def _json(text: str):
+    return json.loads(text, parse_int=_big_int)
+
+
 def livecodebench_job(problem: dict, code: str, test_timeout_s: float) -> tuple[CodeJob, list]:
     """LiveCodeBench: the job (public + private inputs; stdin programs or ``Solution`` methods) and
     the expected outputs, which stay with the caller. Functional inputs are one JSON value a line."""
@@ -101,9 +115,9 @@ def livecodebench_job(problem: dict, code: str, test_timeout_s: float) -> tuple[
     tests = problem["tests"]
     if problem["style"] == "functional":
         inputs = tuple(
-            value_codec.encode([json.loads(line) for line in t["input"].split("\n") if line.strip()]) for t in tests
+            value_codec.encode([_json(line) for line in t["input"].split("\n") if line.strip()]) for t in tests
         )
-        expected = [json.loads(t["output"]) for t in tests]
+        expected = [_json(t["output"]) for t in tests]
         job = CodeJob(
             "call", source, inputs, func_name=problem["func_name"], call_style="method", test_timeout_s=test_timeout_s
         )

@@ -16,7 +16,7 @@ Every submission gets a ``Verdict``; nothing here raises for what a candidate do
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +35,7 @@ PLUS_BENCHMARKS = ("humaneval_plus", "mbpp_plus")
 # per-candidate budget.
 _MAX_WALL_FACTOR = 10
 _HARNESS_WALL_S = 120.0
-"""Budget of a trusted record run, and per candidate of a judge run."""
+"""Wall budget of a trusted record run; a judge run gets a quarter of it per candidate."""
 
 
 @dataclass(frozen=True)
@@ -47,17 +47,12 @@ class Submission:
     code: str
 
 
-def _plain(value):
-    """Tuples become lists (recursively), so results compare like their JSON form (LCB's rule)."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
 def lcb_equal(got, expected) -> bool:
-    return _plain(got) == _plain(expected)
+    """LiveCodeBench's rule for functional problems: a returned tuple counts as a list (top level
+    only), then plain equality with the JSON-decoded expected output."""
+    if isinstance(got, tuple):
+        got = list(got)
+    return got == expected
 
 
 class CodeGrader:
@@ -77,9 +72,6 @@ class CodeGrader:
         self.workers = workers
         self._recorded: dict[tuple, list | str] = {}
 
-    def describe(self) -> dict:
-        return self.sandbox.describe()
-
     # --- step 1: inputs of the assert-style suites --------------------------------------------------
     def _record_inputs(self, subs: list[Submission], desc: str) -> None:
         todo: dict[tuple, Submission] = {}
@@ -88,16 +80,21 @@ class CodeGrader:
                 key = _problem_key(sub)
                 if key not in self._recorded:
                     todo.setdefault(key, sub)
-        jobs = []
-        for sub in todo.values():
-            task = plus_task(sub.benchmark, sub.problem)
-            data = {"task": "record", **dataclasses.asdict(task)}
+        keys, jobs = [], []
+        for key, sub in todo.items():
+            try:
+                data = {"task": "record", **dataclasses.asdict(plus_task(sub.benchmark, sub.problem))}
+            except Exception as err:  # this problem's test data is unusable; the others go on
+                self._recorded[key] = f"the problem's test data is unusable: {type(err).__name__}: {err}"
+                continue
+            keys.append(key)
             jobs.append(CodeJob("program", HARNESS_SOURCE, data=data))
         outcomes = self.harness.run_many(jobs, workers=self.workers, desc=f"{desc}: recording test inputs")
-        for key, outcome in zip(todo, outcomes, strict=True):
+        for key, outcome in zip(keys, outcomes, strict=True):
             self._recorded[key] = _recorded_inputs(outcome)
+        for key in todo:
             if isinstance(self._recorded[key], str):
-                log.error("%s %s: %s", key[0], key[1], self._recorded[key])
+                log.error("%s %s cannot be graded: %s", key[0], key[1], self._recorded[key])
 
     # --- steps 2 and 3 ------------------------------------------------------------------------------
     def grade(self, subs: list[Submission], desc: str = "grading") -> list[Verdict]:
@@ -123,7 +120,7 @@ class CodeGrader:
             slots.append(n)
             judges.append(judge)
         outcomes = self.sandbox.run_many(jobs, workers=self.workers, desc=f"{desc}: running candidates")
-        pending: dict[tuple, list[tuple[int, list, Verdict | None]]] = {}
+        pending: dict[tuple, list[tuple[int, list, Verdict | None, float]]] = {}
         for n, judge, outcome in zip(slots, judges, outcomes, strict=True):
             sub = subs[n]
             try:
@@ -132,7 +129,7 @@ class CodeGrader:
                     if decided is not None:
                         verdicts[n] = decided
                     else:
-                        pending.setdefault(_problem_key(sub), []).append((n, outputs, stop))
+                        pending.setdefault(_problem_key(sub), []).append((n, outputs, stop, outcome.wall_s))
                 else:
                     verdicts[n] = judge(outcome)
             except Exception as err:
@@ -145,15 +142,19 @@ class CodeGrader:
         """(job, judge) for a submission: ``judge`` is the expected-output comparison (LCB) or the
         number of recorded inputs (plus); (None, verdict) when the problem cannot be graded."""
         if sub.benchmark in PLUS_BENCHMARKS:
-            inputs = self._recorded[_problem_key(sub)]
-            if isinstance(inputs, str):
-                return None, sandbox_error(0, inputs)
-            return plus_job(sub.benchmark, sub.problem, sub.code, inputs), len(inputs)
+            recorded = self._recorded[_problem_key(sub)]
+            if isinstance(recorded, str):
+                return None, sandbox_error(0, recorded)
+            inputs = recorded["inputs"]
+            job = plus_job(sub.benchmark, sub.problem, sub.code, inputs)
+            size = len(json.dumps(recorded["outputs"]))  # encoded trees: plain JSON, ints as hex
+            return dataclasses.replace(job, channel_bytes=_channel_bytes(size)), len(inputs)
         if sub.benchmark != "livecodebench":
             raise ValueError(f"no code grader for benchmark {sub.benchmark!r}")
         job, expected = livecodebench_job(sub.problem, sub.code, self.limits.test_timeout_s)
         wall = min(self.limits.test_timeout_s * (len(expected) + 1), _MAX_WALL_FACTOR * self.limits.wall_s)
-        job = dataclasses.replace(job, wall_s=max(wall, self.limits.wall_s))
+        size = sum(len(t["output"].encode()) for t in sub.problem["tests"])
+        job = dataclasses.replace(job, wall_s=max(wall, self.limits.wall_s), channel_bytes=_channel_bytes(size))
         judge: Callable[[RunOutcome], Verdict]
         if job.mode == "stdio":
             judge = lambda outcome: judge_stdout(outcome, expected)  # noqa: E731
@@ -164,56 +165,70 @@ class CodeGrader:
     def _judge_plus(self, subs, pending, verdicts, desc) -> None:
         """Judge runs per problem; candidates a failed batch left without a verdict are judged once
         more, each alone, so one output that breaks the judge cannot cost the others theirs."""
-        batches = [(key, entries) for key, entries in pending.items()]
+        batches = list(pending.items())
         jobs = [self._judge_job(subs[entries[0][0]], key, [e[1] for e in entries]) for key, entries in batches]
         outcomes = self.harness.run_many(jobs, workers=self.workers, desc=f"{desc}: judging outputs")
         retry = []
         for (key, entries), outcome in zip(batches, outcomes, strict=True):
-            found = _judge_records(outcome, len(entries))
-            for c, (n, outputs, stop) in enumerate(entries):
-                if c in found:
-                    verdicts[n] = _plus_verdict(found[c], len(self._recorded[key]), stop, outcome)
+            total = len(self._recorded[key]["inputs"])
+            found, control = _judge_records(outcome, len(entries))
+            for c, (n, outputs, stop, wall) in enumerate(entries):
+                if control:
+                    verdicts[n] = sandbox_error(total, control)
+                elif c in found:
+                    verdicts[n] = _plus_verdict(found[c], total, stop, wall)
                 else:
-                    retry.append((key, n, outputs, stop))
+                    retry.append((key, n, outputs, stop, wall))
         if not retry:
             return
-        jobs = [self._judge_job(subs[n], key, [outputs]) for key, n, outputs, _ in retry]
+        jobs = [self._judge_job(subs[n], key, [outputs]) for key, n, outputs, _, _ in retry]
         outcomes = self.harness.run_many(jobs, workers=self.workers, desc=f"{desc}: judging again")
-        for (key, n, _, stop), outcome in zip(retry, outcomes, strict=True):
-            found = _judge_records(outcome, 1)
-            total = len(self._recorded[key])
-            if 0 in found:
-                verdicts[n] = _plus_verdict(found[0], total, stop, outcome)
+        for (key, n, _, stop, wall), outcome in zip(retry, outcomes, strict=True):
+            total = len(self._recorded[key]["inputs"])
+            found, control = _judge_records(outcome, 1)
+            if 0 in found and not control:
+                verdicts[n] = _plus_verdict(found[0], total, stop, wall)
             else:
-                verdicts[n] = sandbox_error(total, f"the judge run ended without a verdict: {outcome.detail}")
+                verdicts[n] = sandbox_error(
+                    total, control or f"the judge run ended without a verdict: {outcome.detail}"
+                )
 
     def _judge_job(self, sub: Submission, key: tuple, candidates: list[list]) -> CodeJob:
         task = plus_task(sub.benchmark, sub.problem)
         data = {
             "task": "judge",
             **dataclasses.asdict(task),
-            "inputs": self._recorded[key],
+            "inputs": self._recorded[key]["inputs"],
+            "control": self._recorded[key]["outputs"],
             "candidates": candidates,
             "timeout_s": _HARNESS_WALL_S / 4,
         }
         return CodeJob("program", HARNESS_SOURCE, data=data, wall_s=_HARNESS_WALL_S * max(1, len(candidates)) / 4)
 
 
+def _channel_bytes(expected_size: int) -> int:
+    """Channel size a run may use: 4x the size of its expected results, plus 1 MiB."""
+    return 4 * expected_size + 2**20
+
+
 def _problem_key(sub: Submission) -> tuple:
-    task = repr(sorted(sub.problem.items())) if sub.benchmark in PLUS_BENCHMARKS else ""
-    return (sub.benchmark, sub.problem_id, hashlib.sha256(task.encode()).hexdigest())
+    """A problem within one grader: its test-store entry is the same object for all its samples."""
+    return (sub.benchmark, sub.problem_id, id(sub.problem))
 
 
-def _recorded_inputs(outcome: RunOutcome) -> list | str:
-    """The recorded inputs of a record run, or why there are none."""
+def _recorded_inputs(outcome: RunOutcome) -> dict | str:
+    """``{"inputs", "outputs"}`` of a record run (the reference's), or why there are none."""
     records = outcome.records
     if outcome.channel_error or len(records) != 1:
         tail = outcome.stderr.strip().splitlines()[-1:] or [outcome.detail]
         return f"recording the test inputs failed ({outcome.detail}): {tail[0][-200:]}"
     record = records[0]
     if "error" in record:
-        return str(record["error"])
-    return list(record["inputs"])
+        return str(record["error"])[:300]
+    inputs, outputs = record.get("inputs"), record.get("outputs")
+    if not isinstance(inputs, list) or not isinstance(outputs, list) or len(inputs) != len(outputs):
+        return "recording the test inputs failed: malformed record"
+    return {"inputs": inputs, "outputs": outputs}
 
 
 def _plus_outputs(outcome: RunOutcome, total: int) -> tuple[Verdict | None, list, Verdict | None]:
@@ -234,14 +249,22 @@ def _plus_outputs(outcome: RunOutcome, total: int) -> tuple[Verdict | None, list
     return None, outputs, stop
 
 
-def _judge_records(outcome: RunOutcome, count: int) -> dict[int, dict]:
+def _judge_records(outcome: RunOutcome, count: int) -> tuple[dict[int, dict], str]:
+    """Per candidate index, its judge record; and the control failure ('' if none). A candidate
+    with two records gets an error record."""
     if outcome.channel_error:
-        return {}
-    return {r["c"]: r for r in outcome.records if isinstance(r.get("c"), int) and 0 <= r["c"] < count}
+        return {}, ""
+    found: dict[int, dict] = {}
+    for record in outcome.records:
+        if "control_error" in record:
+            return {}, str(record["control_error"])[:300]
+        c = record.get("c")
+        if isinstance(c, int) and 0 <= c < count:
+            found[c] = {"error": "two judge records"} if c in found else record
+    return found, ""
 
 
-def _plus_verdict(record: dict, total: int, stop: Verdict | None, judge: RunOutcome) -> Verdict:
-    wall = judge.wall_s
+def _plus_verdict(record: dict, total: int, stop: Verdict | None, wall: float) -> Verdict:
     if "completed" in record:
         if record["completed"] == total and stop is None:
             return Verdict("passed", total, total, wall_s=wall)

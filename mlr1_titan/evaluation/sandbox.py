@@ -10,14 +10,15 @@ Isolation levels (``Sandbox(isolation=...)``; ``require`` refuses a level this m
 - ``strict`` (default): bubblewrap with private mount, PID, network, IPC and UTS namespaces - the
   child sees only the interpreter's directories (read-only), /usr, a minimal /dev and /proc, and
   fresh size-limited tmpfs work and /tmp dirs; no host socket, SysV IPC object or process is
-  reachable - plus a per-candidate cgroup capping memory and processes of all its processes
-  together (``sandbox_cgroup.py``);
+  reachable - under a seccomp filter (``sandbox_seccomp.py``), plus a per-candidate cgroup capping
+  memory, processes and CPU of all its processes together (``sandbox_cgroup.py``);
 - ``no_cgroup``: the same without the cgroup (per-process rlimits only);
 - ``weak``: no bubblewrap: network and PID namespaces through ``unshare`` where possible, Landlock
   and the Python guards; everything the evaluator can read is readable.
 
 In every level: a minimal environment, ``python -I -B``, resource limits, a drop to ``nobody``
-for a root evaluator, a wall-clock limit enforced here, and clean-up that cannot raise.
+for a root evaluator, wall-clock and per-input limits enforced here (``_Watchdog``), and clean-up
+that cannot raise.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from typing import Literal
 from tqdm import tqdm
 
 from .sandbox_cgroup import CgroupKind, RunCgroup, probe_cgroups
+from .sandbox_seccomp import filter_program
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ BOOT_SCRIPT = Path(__file__).with_name("sandbox_boot.py").resolve()
 CODEC_MODULE = Path(__file__).with_name("value_codec.py").resolve()
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 NOBODY_UID = NOBODY_GID = 65534
-# Interpreter start-up and imports before the candidate's clock starts (boot script's own timer).
+# Added to the wall limit: interpreter start-up, imports and lock-down before the job runs.
 _STARTUP_GRACE_S = 5.0
 _MARKER_VAR = "MLR1_SANDBOX_RUN"
 _JOIN_FAILED = 97  # exit status of the launcher shell when it cannot join the run's cgroup
@@ -85,12 +87,15 @@ class SandboxLimits:
     """Size of each private tmpfs (the work dir and /tmp) under bubblewrap, in MiB."""
     max_tasks: int = 64
     """Processes+threads the job may add (cgroup ``pids.max``, and RLIMIT_NPROC headroom)."""
+    cpus: float = 1.0
+    """CPUs the job's processes may use together (cgroup CPU quota; keeps neighbours fair)."""
     open_files: int = 256
     """RLIMIT_NOFILE."""
     output_kb: int = 16
     """How much of the job's stdout/stderr is kept in the outcome, in KiB."""
-    channel_mb: int = 16
-    """Largest channel (all the job's results) accepted, in MiB; a larger one is a sandbox error."""
+    channel_mb: int = 64
+    """Largest channel (all the job's results) accepted, in MiB; a larger one is a sandbox error
+    (the child cannot write more anyway: ``file_size_mb`` caps the channel file too)."""
     stdout_mb: int = 4
     """Largest stdout kept per stdio input, in MiB (more is a wrong answer)."""
 
@@ -110,6 +115,8 @@ class SandboxFeatures:
 
     bwrap: str | None
     """bubblewrap binary that runs the probe command here (None: unusable or absent)."""
+    seccomp: bool
+    """Whether bubblewrap runs jobs under our syscall filter here (``sandbox_seccomp.py``)."""
     cgroup: CgroupKind
     """Where per-candidate cgroups can be made (``v2``, ``v1`` or ``none``)."""
     namespaces: Literal["root", "user", "none"]
@@ -119,13 +126,16 @@ class SandboxFeatures:
     drop_to_uid: int | None
     """UID the job runs as when the evaluator is root (None: the evaluator's own)."""
     drop_to_gid: int | None = None
-    cgroup_parents: tuple[Path, ...] = ()
+    cgroup_parents: dict[str, Path] = dataclasses.field(default_factory=dict)
+    """Parent dir of the per-run groups, per controller (``memory``, ``pids``, ``cpu``, ``cpuacct``)."""
 
     def missing_for(self, isolation: Isolation) -> list[str]:
         """Layers ``isolation`` needs that this machine lacks (empty: it can run)."""
         missing = []
         if isolation in ("strict", "no_cgroup") and self.bwrap is None:
             missing.append("bubblewrap (apt-get install bubblewrap; it needs root or unprivileged user namespaces)")
+        if isolation in ("strict", "no_cgroup") and not self.seccomp:
+            missing.append("a seccomp filter (the system's libseccomp, Debian package libseccomp2, and pyseccomp)")
         if isolation == "strict" and self.cgroup == "none":
             missing.append(
                 "a writable cgroup with the memory and pids controllers (v2 delegated to this process, or v1 as root)"
@@ -139,11 +149,13 @@ class SandboxFeatures:
         return {
             "isolation": isolation,
             "bubblewrap": bwrapped,
+            "seccomp": bwrapped and self.seccomp,
             "mount_namespace": bwrapped,
             "ipc_namespace": bwrapped,
             "network_namespace": bwrapped or self.namespaces != "none",
             "pid_namespace": bwrapped or self.namespaces != "none",
             "cgroup": self.cgroup if isolation == "strict" else "none",
+            "cgroup_controllers": sorted(self.cgroup_parents) if isolation == "strict" else [],
             "landlock_abi": self.landlock_abi,
             "runs_as_uid": self.drop_to_uid if self.drop_to_uid is not None else os.geteuid(),
         }
@@ -162,9 +174,9 @@ def _landlock_abi() -> int:
     return max(int(abi), 0)
 
 
-def _command_works(cmd: list[str]) -> bool:
+def _command_works(cmd: list[str], pass_fds: tuple[int, ...] = ()) -> bool:
     try:
-        return subprocess.run(cmd, capture_output=True, timeout=30).returncode == 0
+        return subprocess.run(cmd, capture_output=True, timeout=30, pass_fds=pass_fds).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -184,8 +196,10 @@ def _read_only_roots() -> list[str]:
     return roots
 
 
-def _bwrap_prefix(bwrap: str, job_path: Path, scratch_mb: int, root: bool) -> list[str]:
+def _bwrap_prefix(bwrap: str, job_path: Path, scratch_mb: int, root: bool, seccomp_fd: int | None) -> list[str]:
     args = [bwrap, "--die-with-parent", "--new-session", "--unshare-ipc", "--unshare-pid", "--unshare-net"]
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
     args += ["--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
     made = {"/"}
 
@@ -226,11 +240,19 @@ def probe_features() -> SandboxFeatures:
     """Detect bubblewrap, cgroups, namespaces, Landlock and privilege drop once per process."""
     root = os.geteuid() == 0
     bwrap = shutil.which("bwrap")
+    program = filter_program()
     if bwrap:
         with tempfile.NamedTemporaryFile("w", suffix=".json") as probe:
-            cmd = [*_bwrap_prefix(bwrap, Path(probe.name), 1, root), sys.executable, "-I", "-c", "pass"]
+            cmd = [*_bwrap_prefix(bwrap, Path(probe.name), 1, root, None), sys.executable, "-I", "-c", "pass"]
             if not _command_works(cmd):
                 bwrap = None
+    if bwrap and program is not None:
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as probe, tempfile.TemporaryFile() as bpf:
+            bpf.write(program)
+            bpf.seek(0)
+            prefix = _bwrap_prefix(bwrap, Path(probe.name), 1, root, bpf.fileno())
+            if not _command_works([*prefix, sys.executable, "-I", "-c", "pass"], (bpf.fileno(),)):
+                program = None
     unshare = shutil.which("unshare")
     namespaces: Literal["root", "user", "none"] = "none"
     if unshare and root and _command_works([unshare, *_NS_FLAGS, "true"]):
@@ -242,6 +264,7 @@ def probe_features() -> SandboxFeatures:
     cgroup, parents = probe_cgroups()
     return SandboxFeatures(
         bwrap=bwrap,
+        seccomp=program is not None,
         cgroup=cgroup,
         namespaces=namespaces,
         landlock_abi=_landlock_abi(),
@@ -288,6 +311,9 @@ class CodeJob:
     """Overrides ``SandboxLimits.wall_s`` for this job (long input lists)."""
     test_timeout_s: float | None = None
     """Per-input limit; None: only the wall-clock limit."""
+    channel_bytes: int | None = None
+    """Largest channel accepted for this job (at most ``SandboxLimits.channel_mb``); callers size it
+    from the expected outputs, so a candidate cannot make the supervisor hold much more."""
 
 
 @dataclass(frozen=True)
@@ -304,6 +330,8 @@ class RunOutcome:
     channel_error: str = ""
     """Non-empty if the channel was malformed or oversized (then ``records`` is empty)."""
     wall_s: float = 0.0
+    cpu_s: float = 0.0
+    """CPU time of all the job's processes (from the cgroup; without one, of the reaped ones)."""
     stdout: str = ""
     stderr: str = ""
     run_id: str = ""
@@ -363,7 +391,7 @@ def read_channel(path: Path, limit_bytes: int) -> tuple[tuple[dict, ...], str]:
     with open(path, "rb") as f:
         data = f.read(limit_bytes + 1)
     if len(data) > limit_bytes:
-        return (), f"channel larger than {limit_bytes // 2**20} MiB"
+        return (), f"channel larger than {limit_bytes / 2**20:.1f} MiB"
     lines = data.split(b"\n")[:-1]
     records = []
     for n, line in enumerate(lines):
@@ -398,6 +426,57 @@ def _process_end(returncode: int) -> tuple[End, int]:
     return ("timeout", number) if number == signal.SIGXCPU else ("signal", number)
 
 
+class _Watchdog:
+    """Kills a run at the wall-clock limit, and - for jobs with a per-input limit - when no new
+    result reaches the channel within that limit (the child's own per-input timer runs in the
+    candidate's process, which could switch it off). ``fired``: why it killed ('' if it did not)."""
+
+    def __init__(self, pid: int, group, channel: Path, limits: SandboxLimits, per_input_s: float | None):
+        self.pid, self.group, self.channel = pid, group, channel
+        self.started = time.monotonic()
+        self.wall_deadline = self.started + limits.wall_s + _STARTUP_GRACE_S
+        self.per_input_s = per_input_s
+        self.fired = ""
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        size, changed, results = 0, self.started, 0
+        while not self._done.wait(0.05):
+            now = time.monotonic()
+            if now >= self.wall_deadline:
+                limit = self.wall_deadline - self.started - _STARTUP_GRACE_S
+                return self._kill(f"killed after {limit:g}s wall clock")
+            if self.per_input_s is None:
+                continue
+            try:
+                current = self.channel.stat().st_size
+            except OSError:
+                continue
+            if current != size:
+                size, changed, results = current, now, results + 1
+            # The first result also waits for start-up and for defining the solution.
+            allowed = self.per_input_s + (0.5 if results else _STARTUP_GRACE_S + self.per_input_s)
+            if now - changed > allowed:
+                return self._kill(f"no result within the per-test limit of {self.per_input_s:g}s")
+
+    def _kill(self, reason: str) -> None:
+        with self._lock:
+            if self._done.is_set():
+                return
+            self.fired = reason
+            _kill_group(self.pid)
+            if self.group is not None:
+                self.group.kill_all()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._done.set()
+        self._thread.join()
+
+
 def _error(detail: str, run_id: str = "", wall: float = 0.0) -> RunOutcome:
     return RunOutcome("error", None, detail[:1000], (), wall_s=round(wall, 3), run_id=run_id)
 
@@ -423,11 +502,11 @@ class Sandbox:
     def describe(self) -> dict:
         return self.features.describe(self.isolation)
 
-    def _command(self, job_path: Path, limits: SandboxLimits) -> list[str]:
+    def _command(self, job_path: Path, limits: SandboxLimits, seccomp_fd: int | None) -> list[str]:
         python = [sys.executable, "-I", "-B"]
         if self.isolation != "weak":
             root = os.geteuid() == 0
-            prefix = _bwrap_prefix(self.features.bwrap, job_path, limits.scratch_mb, root)
+            prefix = _bwrap_prefix(self.features.bwrap, job_path, limits.scratch_mb, root, seccomp_fd)
             return [*prefix, *python, f"{_BOX}/boot.py", f"{_BOX}/job.json"]
         prefix: list[str] = []
         if self.features.namespaces == "root":
@@ -494,6 +573,7 @@ class Sandbox:
                     features.cgroup_parents,
                     memory_bytes=limits.memory_mb * 2**20,
                     max_pids=limits.max_tasks + 8,  # + the launcher, bubblewrap's init and the interpreter
+                    cpus=limits.cpus,
                 )
             env = {  # nothing from the evaluator's environment (tokens, proxies, PYTHON*)
                 "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -507,15 +587,19 @@ class Sandbox:
                 _MARKER_VAR: marker,
             }
             job_path, channel_path = base / "job.json", base / "channel"
+            bpf_path = base / "seccomp.bpf"
+            bpf_path.write_bytes(filter_program() or b"")
             with (
                 open(base / "stdout", "wb") as out,
                 open(base / "stderr", "wb") as err,
                 open(channel_path, "wb") as channel,
+                open(bpf_path, "rb") as bpf,
             ):
                 spec = self._job_file(job, limits, workdir, channel.fileno(), use_cgroup)
                 job_path.write_text(json.dumps(spec), encoding="utf-8")
                 os.chmod(job_path, 0o644)
-                command = self._command(job_path, limits)
+                seccomp_fd = bpf.fileno() if not weak else None
+                command = self._command(job_path, limits, seccomp_fd)
                 if group is not None:
                     joins = " && ".join(f"echo $$ > {shlex.quote(str(p))}" for p in group.procs_files)
                     fail = f"{{ echo 'mlr1 sandbox: cannot join the cgroup' >&2; exit {_JOIN_FAILED}; }}"
@@ -528,29 +612,24 @@ class Sandbox:
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,
-                    pass_fds=(channel.fileno(),),
+                    pass_fds=(channel.fileno(),) if seccomp_fd is None else (channel.fileno(), seccomp_fd),
                     start_new_session=True,
                 )
-            fired = threading.Event()
-
-            def on_wall_limit():
-                fired.set()
-                _kill_group(proc.pid)
+            watchdog = _Watchdog(proc.pid, group, channel_path, limits, job.test_timeout_s)
+            try:
+                # Waited for without reaping it (WNOWAIT) until the watchdog has stopped, so the
+                # watchdog can never signal a reused PID or process group.
+                os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+            finally:
+                watchdog.stop()
+                _kill_group(proc.pid)  # stragglers left in the group after a normal exit, too
                 if group is not None:
                     group.kill_all()
-
-            timer = threading.Timer(limits.wall_s + _STARTUP_GRACE_S, on_wall_limit)
-            timer.start()
-            try:
-                _, status, usage = os.wait4(proc.pid, 0)  # rusage covers the reaped descendants too
-            finally:
-                timer.cancel()
-            timed_out = fired.is_set()
+                _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
-            cpu = usage.ru_utime + usage.ru_stime
-            if group is not None:
-                group.kill_all()
-            _kill_group(proc.pid)  # stragglers left in the group after a normal exit, too
+            cpu = group.cpu_seconds() if group is not None else None
+            if cpu is None:  # the reaped descendants only: bubblewrap hides most of the job's time
+                cpu = usage.ru_utime + usage.ru_stime
             if weak and features.namespaces == "none":
                 for _ in range(3):
                     if not _sweep_marked(marker):
@@ -559,25 +638,34 @@ class Sandbox:
             oom = group is not None and group.oom_killed()
             keep = limits.output_kb * 1024
             stdout, stderr = _tail(base / "stdout", keep), _tail(base / "stderr", keep)
-            records, channel_error = read_channel(channel_path, limits.channel_mb * 2**20)
+            cap = limits.channel_mb * 2**20
+            records, channel_error = read_channel(channel_path, min(cap, job.channel_bytes or cap))
         finally:
             if group is not None:
                 group.kill_all()
                 group.remove()
             shutil.rmtree(base, ignore_errors=True)
-        common = {"wall_s": round(wall, 3), "stdout": stdout, "stderr": stderr, "run_id": marker}
+        common = {
+            "wall_s": round(wall, 3),
+            "cpu_s": round(cpu, 3),
+            "stdout": stdout,
+            "stderr": stderr,
+            "run_id": marker,
+        }
         outcome = functools.partial(RunOutcome, records=records, channel_error=channel_error, **common)
         if oom:  # first: an OOM kill explains a stall or a death that follows it
             return outcome("memory", None, f"memory limit of {limits.memory_mb} MiB reached (killed by the cgroup)")
-        if timed_out:
-            return outcome("timeout", None, f"killed after {limits.wall_s:g}s wall clock")
+        if watchdog.fired:
+            return outcome("timeout", None, watchdog.fired)
         if group is not None and proc.returncode == _JOIN_FAILED and "cannot join the cgroup" in stderr:
             return _error("the launcher could not join the run's cgroup", marker, wall)
         end, code = _process_end(proc.returncode)
         cpu_limit = limits.cpu_s if limits.cpu_s is not None else limits.wall_s
-        if end != "exit" or code != 0:
-            if cpu >= cpu_limit - 0.05:  # killed at RLIMIT_CPU (SIGXCPU, or SIGKILL a second later)
-                return outcome("timeout", code, f"CPU time limit of {cpu_limit:g}s reached")
+        # RLIMIT_CPU kills with SIGXCPU, or with SIGKILL a second later if SIGXCPU is caught; unshare
+        # (weak level) reports a signal death as status 1.
+        cpu_kill = (end == "signal" and code == signal.SIGKILL) or (weak and (end, code) != ("exit", 0))
+        if cpu_kill and cpu >= cpu_limit - 0.05:
+            return outcome("timeout", code, f"CPU time limit of {cpu_limit:g}s reached")
         if end == "exit":
             return outcome("exit", code, f"exited with status {code}")
         if end == "timeout":
@@ -605,7 +693,7 @@ class Sandbox:
             for future in futures:
                 try:
                     results.append(future.result())
-                except BaseException as err:  # run() catches Exception; this is the last line of defence
+                except Exception as err:  # run() catches these itself; this is the last line of defence
                     results.append(_error(f"sandbox failure: {type(err).__name__}: {err}"))
                 bar.update(1)
         return results

@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import value_codec  # noqa: E402  (the neighbour file; the sandbox sees no package)
 
 _MAX_DETAIL = 1000
+_INT_DIGITS = 50_000  # int <-> str digit limit; evalplus's and LiveCodeBench's harnesses raise it alike
 
 # --- Linux constants ----------------------------------------------------------------------------
 PR_SET_PDEATHSIG = 1
@@ -236,7 +237,8 @@ class _Channel:
         self.fd = fd
 
     def emit(self, record: dict) -> None:
-        data = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+        text = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+        data = (text + "\n").encode("utf-8", "backslashreplace")  # lone surrogates stay JSON escapes
         while data:
             data = data[os.write(self.fd, data) :]
 
@@ -322,11 +324,11 @@ def run_program(job: dict, channel: _Channel) -> int:
 
 def _solution_callable(namespace: dict, job: dict):
     name = job["func_name"]
-    if job["call_style"] == "method":
+    if job["call_style"] == "method":  # one instance for every test, as LiveCodeBench's harness
         cls = namespace.get("Solution")
         if cls is None or not hasattr(cls, name):
             raise LookupError(f"no Solution.{name} defined")
-        return lambda *args: getattr(cls(), name)(*args)
+        return getattr(cls(), name)
     fn = namespace.get(name)
     if not callable(fn):
         raise LookupError(f"no function {name} defined")
@@ -341,8 +343,7 @@ def run_calls(job: dict, channel: _Channel, workdir: str) -> int:
     timeout = job["test_timeout_s"]
     try:
         code = compile(job["source"], "<candidate>", "exec")
-        _run_timed(lambda: exec(code, namespace), timeout)
-        fn = _solution_callable(namespace, job)
+        fn = _run_timed(lambda: (exec(code, namespace), _solution_callable(namespace, job))[1], timeout)
     except BaseException as err:
         channel.emit({"setup": _failure(err)})
         return 0
@@ -392,6 +393,7 @@ def run_stdio(job: dict, channel: _Channel, workdir: str) -> int:
 
 
 def main(job_path: str) -> None:
+    sys.set_int_max_str_digits(_INT_DIGITS)
     with open(job_path, encoding="utf-8") as f:
         job = json.load(f)
     try:

@@ -1,11 +1,15 @@
-"""Per-candidate control groups: one memory and process limit over all of a candidate's processes.
+"""Per-candidate control groups: memory, process and CPU limits over all of a candidate's processes.
 
-cgroup v2 is used where this process's own cgroup delegates the ``memory`` and ``pids`` controllers
-to children (its ``cgroup.subtree_control`` lists them); otherwise the v1 ``memory`` and ``pids``
-hierarchies are used where they are mounted and writable (root on a hybrid host). Each run gets a
+cgroup v2 is used where this process's own cgroup is writable and offers the ``memory`` and ``pids``
+controllers (this process then moves into a leaf child, ``mlr1-evaluator``, so they can be enabled
+for the per-run groups beside it); otherwise the v1 ``memory`` and ``pids`` hierarchies where they
+are mounted and writable (root on a hybrid host). A trial group is made when probing. Each run gets a
 fresh group below this process's own; the launcher joins it before ``exec`` so every descendant
-is inside. Afterwards: an OOM kill is read from the group's counters, every process still in it is
-SIGKILLed, and the group is removed. Nothing here raises after creation: clean-up only logs.
+is inside. Each group also gets a CPU quota (``cpus`` CPUs, so a candidate that forks busy
+children cannot starve its neighbours) and counts the CPU time of all its processes, where the
+``cpu`` (and, v1, ``cpuacct``) controllers are available. Afterwards: an OOM kill is read from the
+group's counters, every process still in it is SIGKILLed, and the group is removed. Nothing here
+raises after creation: clean-up only logs.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ log = logging.getLogger(__name__)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CgroupKind = Literal["v2", "v1", "none"]
+CPU_PERIOD_US = 100_000
 
 
 def _own_path(controller: str | None) -> str | None:
@@ -58,56 +63,100 @@ def _v1_parent(controller: str) -> Path | None:
     return None
 
 
-def _v2_parent() -> Path | None:
+def _v2_parent() -> tuple[Path, bool] | None:
+    """The v2 group per-run groups go under (this process's own, once ``memory`` and ``pids`` - and
+    ``cpu`` where offered - are enabled for its children), and whether ``cpu`` is. The kernel allows
+    enabling only in a group without processes, so this process first moves into a leaf child of its
+    own group (what container runtimes do)."""
     own = _own_path(None)
     if own is None or not (CGROUP_ROOT / "cgroup.controllers").is_file():
         return None
     parent = CGROUP_ROOT / own.lstrip("/")
+    wanted = {"memory", "pids"}
     try:
-        delegated = set((parent / "cgroup.subtree_control").read_text().split())
-    except OSError:
+        enabled = set((parent / "cgroup.subtree_control").read_text().split())
+        offered = set((parent / "cgroup.controllers").read_text().split())
+        if not wanted <= enabled:
+            if not wanted <= offered or not _writable_dir(parent):
+                return None
+            leaf = parent / "mlr1-evaluator"
+            leaf.mkdir(exist_ok=True)
+            (leaf / "cgroup.procs").write_text(str(os.getpid()))
+            (parent / "cgroup.subtree_control").write_text("+memory +pids" + (" +cpu" if "cpu" in offered else ""))
+            enabled = set((parent / "cgroup.subtree_control").read_text().split())
+    except OSError as err:  # other processes share the group, or no delegation: no v2 groups
+        log.info("cgroup v2 groups unavailable under %s: %s", parent, err)
         return None
-    return parent if {"memory", "pids"} <= delegated and _writable_dir(parent) else None
+    return (parent, "cpu" in enabled) if _writable_dir(parent) else None
 
 
-def probe_cgroups() -> tuple[CgroupKind, tuple[Path, ...]]:
-    """Which cgroup layout per-candidate groups can be made in, and their parent dirs."""
+def _usable(kind: CgroupKind, parents: dict[str, Path]) -> bool:
+    """Create and remove one group with limits, as a run would."""
+    try:
+        group = RunCgroup.create(kind, parents, memory_bytes=64 * 2**20, max_pids=16, cpus=1.0)
+    except OSError as err:
+        log.info("cannot create %s sandbox cgroups under %s: %s", kind, parents, err)
+        return False
+    group.remove()
+    return True
+
+
+def probe_cgroups() -> tuple[CgroupKind, dict[str, Path]]:
+    """Which cgroup layout per-candidate groups can be made in, and the parent dir per controller
+    (v2: one dir for all; v1: ``memory`` and ``pids``, and ``cpu``/``cpuacct`` where writable)."""
     v2 = _v2_parent()
     if v2 is not None:
-        return "v2", (v2,)
-    memory, pids = _v1_parent("memory"), _v1_parent("pids")
-    if memory is not None and pids is not None:
-        return "v1", (memory, pids)
-    return "none", ()
+        parents = {name: v2[0] for name in ("memory", "pids", *(("cpu",) if v2[1] else ()))}
+        if _usable("v2", parents):
+            return "v2", parents
+    found = {name: _v1_parent(name) for name in ("memory", "pids", "cpu", "cpuacct")}
+    parents = {name: path for name, path in found.items() if path is not None}
+    if {"memory", "pids"} <= parents.keys() and _usable("v1", parents):
+        return "v1", parents
+    return "none", {}
 
 
 @dataclass
 class RunCgroup:
-    """The cgroup(s) of one run. ``procs_files`` are what the launcher writes its PID into."""
+    """The cgroup(s) of one run: the dir per controller (v2: the same dir for all)."""
 
     kind: CgroupKind
-    dirs: tuple[Path, ...]
+    dirs: dict[str, Path]
 
     @classmethod
-    def create(cls, kind: CgroupKind, parents: tuple[Path, ...], *, memory_bytes: int, max_pids: int) -> RunCgroup:
+    def create(
+        cls, kind: CgroupKind, parents: dict[str, Path], *, memory_bytes: int, max_pids: int, cpus: float
+    ) -> RunCgroup:
         name = f"mlr1-sandbox-{uuid.uuid4().hex[:16]}"
-        dirs = tuple(parent / name for parent in parents)
-        group = cls(kind, ())
+        group = cls(kind, {})
+        made: dict[Path, Path] = {}  # co-mounted v1 controllers (cpu,cpuacct) share one dir
         try:
-            for d in dirs:
-                d.mkdir()
-                group.dirs += (d,)
+            for controller, parent in parents.items():
+                real = parent.resolve()
+                if real not in made:
+                    (real / name).mkdir()
+                    made[real] = real / name
+                group.dirs[controller] = made[real]
+            quota = str(max(1000, int(cpus * CPU_PERIOD_US)))
             if kind == "v2":
-                (dirs[0] / "memory.max").write_text(str(memory_bytes))
-                (dirs[0] / "memory.swap.max").write_text("0")
-                (dirs[0] / "pids.max").write_text(str(max_pids))
+                d = group.dirs["memory"]
+                (d / "memory.max").write_text(str(memory_bytes))
+                swap = d / "memory.swap.max"  # absent without swap accounting
+                if swap.exists():
+                    swap.write_text("0")
+                (d / "pids.max").write_text(str(max_pids))
+                if "cpu" in group.dirs:
+                    (d / "cpu.max").write_text(f"{quota} {CPU_PERIOD_US}")
             else:
-                memory, pids = dirs
+                memory = group.dirs["memory"]
                 (memory / "memory.limit_in_bytes").write_text(str(memory_bytes))
                 swap = memory / "memory.memsw.limit_in_bytes"
                 if swap.exists():
                     swap.write_text(str(memory_bytes))
-                (pids / "pids.max").write_text(str(max_pids))
+                (group.dirs["pids"] / "pids.max").write_text(str(max_pids))
+                if "cpu" in group.dirs:
+                    (group.dirs["cpu"] / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+                    (group.dirs["cpu"] / "cpu.cfs_quota_us").write_text(quota)
         except BaseException:
             group.remove()
             raise
@@ -115,19 +164,31 @@ class RunCgroup:
 
     @property
     def procs_files(self) -> tuple[Path, ...]:
-        return tuple(d / "cgroup.procs" for d in self.dirs)
+        return tuple(d / "cgroup.procs" for d in dict.fromkeys(self.dirs.values()))
 
     def oom_killed(self) -> bool:
         """Whether the kernel killed a process of this group for memory."""
         try:
-            if self.kind == "v2":
-                text = (self.dirs[0] / "memory.events").read_text()
-            else:
-                text = (self.dirs[0] / "memory.oom_control").read_text()
-        except (OSError, IndexError):
+            name = "memory.events" if self.kind == "v2" else "memory.oom_control"
+            text = (self.dirs["memory"] / name).read_text()
+        except (OSError, KeyError):
             return False
         fields = dict(line.split() for line in text.splitlines() if len(line.split()) == 2)
         return int(fields.get("oom_kill", "0")) > 0
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time used by all the group's processes so far (None where it is not counted)."""
+        try:
+            if self.kind == "v2":
+                if "cpu" not in self.dirs:
+                    return None
+                fields = dict(line.split() for line in (self.dirs["cpu"] / "cpu.stat").read_text().splitlines())
+                return int(fields["usage_usec"]) / 1e6
+            if "cpuacct" not in self.dirs:
+                return None
+            return int((self.dirs["cpuacct"] / "cpuacct.usage").read_text()) / 1e9
+        except (OSError, KeyError, ValueError):
+            return None
 
     def _pids(self) -> set[int]:
         pids: set[int] = set()
@@ -142,8 +203,8 @@ class RunCgroup:
         """SIGKILL every process in the group until it is empty (bounded wait)."""
         if self.kind == "v2" and self.dirs:
             try:
-                (self.dirs[0] / "cgroup.kill").write_text("1")
-            except OSError:
+                (self.dirs["memory"] / "cgroup.kill").write_text("1")
+            except (OSError, KeyError):
                 pass
         for _ in range(200):
             pids = self._pids()
@@ -159,7 +220,7 @@ class RunCgroup:
 
     def remove(self) -> None:
         """Remove the group's dirs (after ``kill_all``); never raises."""
-        for d in reversed(self.dirs):
+        for d in reversed(list(dict.fromkeys(self.dirs.values()))):
             for _ in range(50):
                 try:
                     d.rmdir()

@@ -171,3 +171,20 @@ def _decode(tree, depth: int, budget: list):
     if tag == "?" and len(rest) == 1 and isinstance(rest[0], str):
         return Opaque(rest[0][:200])
     raise ValueError(f"malformed value node with tag {tag!r}")
+
+
+def contains_opaque(tree) -> bool:
+    """Whether an encoded tree holds a value the encoding could not carry (an ``?`` node)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, list) or not node or not isinstance(node[0], str):
+            continue
+        tag = node[0]
+        if tag == "?":
+            return True
+        if tag in ("l", "t", "set", "fs") and len(node) == 2 and isinstance(node[1], list):
+            stack.extend(node[1])
+        elif tag == "d" and len(node) == 2 and isinstance(node[1], list):
+            stack.extend(part for pair in node[1] if isinstance(pair, list) for part in pair)
+    return False

@@ -33,6 +33,10 @@ class Verdict:
     detail: str = ""
     wall_s: float = 0.0
 
+    def __post_init__(self):  # text from the candidate's process: printable and encodable, always
+        clean = self.detail.encode("utf-8", "backslashreplace").decode("utf-8")[:_MAX_DETAIL]
+        object.__setattr__(self, "detail", clean)
+
     @property
     def passed(self) -> bool:
         return self.status == "passed"
@@ -118,38 +122,47 @@ def judge_values(outcome: RunOutcome, expected: list, equal: Callable[[object, o
         except ValueError as err:
             return sandbox_error(total, f"input {k}: {err}")
         if not equal(got, expected[k]):
-            detail = f"input {k}: returned {str(got)[:100]} != expected {str(expected[k])[:100]}"
+            detail = f"input {k}: returned {_short(got)} != expected {_short(expected[k])}"
             return Verdict("failed", k, total, detail[:_MAX_DETAIL], outcome.wall_s)
     return stop or Verdict("passed", total, total, wall_s=outcome.wall_s)
 
 
-def _to_decimal(token: str):
+def _stripped_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.strip().split("\n")]
+
+
+def _decimals(line: str) -> list | None:
     try:
-        return decimal.Decimal(token)
+        return [decimal.Decimal(token) for token in line.split()]
     except decimal.InvalidOperation:
         return None
 
 
 def stdout_matches(actual: str, expected: str) -> bool:
-    """Line-by-line comparison; trailing whitespace and blank trailing lines are ignored, and
-    tokens that are numbers compare by value (``0.50`` == ``0.5``)."""
-    got = [line.rstrip() for line in actual.strip().splitlines()]
-    want = [line.rstrip() for line in expected.strip().splitlines()]
-    if got == want:
-        return True
+    """LiveCodeBench's stdout rule: both texts stripped and split on newlines, each line stripped;
+    the line counts must agree, and each line must be equal, or be all numbers on both sides that
+    are equal as decimals (``0.50`` == ``0.5``; a line mixing words and numbers compares as text)."""
+    got, want = _stripped_lines(actual), _stripped_lines(expected)
     if len(got) != len(want):
         return False
     for g_line, w_line in zip(got, want, strict=True):
-        g_tok, w_tok = g_line.split(), w_line.split()
-        if len(g_tok) != len(w_tok):
-            return False
-        for g, w in zip(g_tok, w_tok, strict=True):
-            if g == w:
-                continue
-            dg, dw = _to_decimal(g), _to_decimal(w)
-            if dg is None or dw is None or dg != dw:
+        if g_line == w_line:
+            continue
+        g_num, w_num = _decimals(g_line), _decimals(w_line)
+        try:
+            if g_num is None or w_num is None or g_num != w_num:
                 return False
+        except decimal.InvalidOperation:  # signalling NaN
+            return False
     return True
+
+
+def _short(value, limit: int = 100) -> str:
+    """``str(value)`` cut to ``limit``; values that cannot be printed (huge ints) are described."""
+    try:
+        return str(value)[:limit]
+    except ValueError:
+        return f"<{type(value).__name__} too large to print>"
 
 
 def judge_stdout(outcome: RunOutcome, expected: list[str]) -> Verdict:

@@ -38,9 +38,11 @@ def test_final_fenced_block_prefers_python_and_ignores_unclosed_fences():
 
 def test_mbpp_entry_point_is_the_reference_function_the_test_calls():
     code = "def helper(x):\n    return x\ndef solve(xs):\n    return [helper(x) for x in xs]\n"
-    assert mbpp_entry_point(code, "for inp in inputs:\n    assertion(solve(*inp), 1, 0)", "row") == "solve"
-    with pytest.raises(ValueError, match="row: expected the test to call exactly one function"):
-        mbpp_entry_point(code, "assert solve([1]) == helper([1])", "row")
+    assert mbpp_entry_point(code, "for inp in inputs:\n    assertion(solve(*inp), 1, 0)", [], "row") == "solve"
+    both = "assert solve([1]) == helper([1])"
+    assert mbpp_entry_point(code, both, ["assert solve([2]) == [2]"], "row") == "solve"  # from test_list
+    with pytest.raises(ValueError, match="row: cannot tell which function"):
+        mbpp_entry_point(code, both, [both], "row")
 
 
 RUNNING_MAX_OK = (

@@ -57,11 +57,14 @@ def check(candidate):
         assertion(candidate(*inp), exp, 0)
 """,
 }
+MBPP_ASSERTION = EVALPLUS_ASSERTION.replace(
+    "np.testing.assert_allclose(out, exp, atol=atol)", "assert np.allclose(out, exp, rtol=1e-07, atol=atol)"
+)
 MIN_MAX = {  # MBPP+ layout: a module-level loop calling the function by name
     "test_imports": [],
     "code": "def min_max(xs):\n    return (min(xs), max(xs))\n",
     "entry_point": "min_max",
-    "test": EVALPLUS_ASSERTION
+    "test": MBPP_ASSERTION
     + """
 inputs = [[[3, 1, 2]], [[5]], [[-2, 9, 4, 9]]]
 results = [(1, 3), (5, 5), (-2, 9)]
@@ -167,9 +170,11 @@ ATTACKS = {
     "reads_the_dataset_files": (
         "humaneval_plus",
         "R1Fixture/0",
-        "import glob, json\ndef running_max(values):\n"
-        f"    for path in glob.glob({str(FIXTURES)!r} + '/*.jsonl') + glob.glob('/root/**/*.jsonl', recursive=True):\n"
-        "        return ['found', path]\n    return None\n",
+        # Answers right only when it can read a dataset file: a leak would read as a pass.
+        "import glob\ndef running_max(values):\n"
+        f"    if glob.glob({str(FIXTURES)!r} + '/*.jsonl') + glob.glob('/root/**/*.jsonl', recursive=True):\n"
+        "        out = []\n        for v in values:\n            out.append(v if not out else max(out[-1], v))\n"
+        "        return out\n    return None\n",
         "failed",
         "input 0",
     ),
@@ -231,6 +236,39 @@ ATTACKS = {
     ),
     # --- limits and crashes -----------------------------------------------------------------------
     "cpu_limit": ("humaneval_plus", "R1Fixture/0", "while True:\n    pass\n", "timeout", "limit"),
+    "cpu_limit_with_sigxcpu_ignored": (
+        "humaneval_plus",
+        "R1Fixture/0",
+        "import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\nwhile True:\n    pass\n",
+        "timeout",
+        "CPU time limit",
+    ),
+    "per_test_limit_with_its_timer_switched_off": (
+        "livecodebench",
+        "fx_abc001_a",
+        "import signal, time\nsignal.setitimer(signal.ITIMER_REAL, 0)\n"
+        f"time.sleep({LIMITS.test_timeout_s + 1.5})\n"
+        "n = int(input())\nprint(sum(map(int, input().split())) % 1000)\n",
+        "timeout",
+        "per-test limit",
+    ),
+    "per_test_limit_with_its_timeout_swallowed": (
+        "livecodebench",
+        "fx_lc_0001",
+        "import time\nclass Solution:\n    def largestGap(self, nums):\n"
+        f"        end = time.time() + {LIMITS.test_timeout_s + 1.5}\n        while time.time() < end:\n"
+        "            try:\n                time.sleep(0.05)\n            except BaseException:\n                pass\n"
+        "        s = sorted(nums)\n        return max((b - a for a, b in zip(s, s[1:])), default=0)\n",
+        "timeout",
+        "per-test limit",
+    ),
+    "unprintable_error_text": (
+        "humaneval_plus",
+        "R1Fixture/0",
+        "def running_max(values):\n    raise ValueError('\\udcff' * 3)\n",
+        "failed",
+        "ValueError",
+    ),
     "sleeps_past_the_wall": ("mbpp_plus", "9001", "import time\ntime.sleep(60)\n", "timeout", "wall clock"),
     "segfault": (
         "humaneval_plus",
@@ -318,6 +356,11 @@ def test_attack_gets_the_deserved_verdict(batch, name):
     assert word in verdict.detail, verdict
 
 
+def test_every_verdict_detail_can_be_written_out(batch):
+    for verdict in batch[0].values():
+        json.dumps(verdict.detail, ensure_ascii=False).encode("utf-8")
+
+
 def test_honest_answers_in_the_same_run_still_pass(batch):
     honest = {name: v for name, v in batch[0].items() if name.startswith("honest")}
     assert len(honest) == len(HONEST) + 2 * len(HARMLESS_EXTRAS)
@@ -325,11 +368,11 @@ def test_honest_answers_in_the_same_run_still_pass(batch):
 
 
 def test_hidden_processes_do_not_survive_the_run(batch):
-    needle = b"time.sleep(90)"
+    """No process of any sandbox run is left on the host (each carries the run's marker variable)."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                assert needle not in f.read()
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                assert b"MLR1_SANDBOX_RUN=" not in f.read(), pid
         except OSError:
             continue
 
@@ -347,6 +390,128 @@ def test_evalplus_tolerance_semantics_are_kept(problems):
         Submission("mbpp_plus", "min_max", MIN_MAX, numpy_ints),
     ]
     assert [v.status for v in grader.grade(subs)] == ["passed", "failed", "failed", "passed"]
+
+
+def test_a_recursive_reference_records_only_the_tests_calls():
+    fib = {
+        "test_imports": [],
+        "code": "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n",
+        "entry_point": "fib",
+        "test": "inputs = [[5], [10]]\nresults = [5, 55]\nfor inp, exp in zip(inputs, results):\n    assert fib(*inp) == exp\n",
+    }
+    loop = "def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n"
+    subs = [
+        Submission("mbpp_plus", "fib", fib, loop),
+        Submission("mbpp_plus", "fib", fib, "def fib(n):\n    return n\n"),
+    ]
+    verdicts = CodeGrader(LIMITS).grade(subs)
+    assert [(v.status, v.tests_passed, v.tests_total) for v in verdicts] == [("passed", 2, 2), ("failed", 1, 2)]
+
+
+def test_a_check_style_test_calling_the_entry_point_by_name_is_judged_by_the_candidate():
+    double = {
+        "prompt": 'def double(x):\n    """2x"""\n',
+        "canonical_solution": "    return 2 * x\n",
+        "entry_point": "double",
+        "test": "def check(candidate):\n    assert candidate(1) == 2\n    assert double(3) == 6\n",
+    }
+    subs = [
+        Submission("humaneval_plus", "double", double, code)
+        for code in ("def double(x):\n    return x + x\n", "def double(x):\n    return 2 if x == 1 else 0\n")
+    ]
+    assert [(v.status, v.tests_passed) for v in CodeGrader(LIMITS).grade(subs)] == [("passed", 2), ("failed", 1)]
+
+
+def test_a_reference_whose_outputs_cannot_cross_the_boundary_is_a_sandbox_error_not_a_failure():
+    # The reference returns a numpy array: the test accepts it, but its encoded form is opaque, so
+    # the judge's control pass (the reference's own outputs, replayed) fails and nothing is judged.
+    arrays = dict(
+        SCALE,
+        canonical_solution="    import numpy as np\n    return np.array(xs) * k\n",
+        test="import numpy as np\ndef check(candidate):\n    assert np.allclose(candidate([1.0], 2.0), [2.0])\n",
+    )
+    (verdict,) = CodeGrader(LIMITS).grade([Submission("humaneval_plus", "arrays", arrays, SCALE_OK)])
+    assert verdict.status == "sandbox_error" and "reference's own outputs" in verdict.detail
+
+
+def test_problems_that_cannot_be_recorded_are_sandbox_errors_naming_why():
+    never_called = dict(MIN_MAX, test="inputs = []\n")
+    opaque = dict(
+        MIN_MAX,
+        test="inputs = [[[object()]]]\nfor inp in inputs:\n    min_max(*inp)\n",
+        code="def min_max(xs):\n    return 0\n",
+    )
+    grader = CodeGrader(LIMITS)
+    subs = [Submission("mbpp_plus", "a", never_called, MIN_MAX_OK), Submission("mbpp_plus", "b", opaque, MIN_MAX_OK)]
+    first, second, honest = grader.grade([*subs, Submission("mbpp_plus", "min_max", MIN_MAX, MIN_MAX_OK)])
+    assert first.status == "sandbox_error" and "never calls the entry point" in first.detail
+    assert second.status == "sandbox_error" and "encoding cannot carry" in second.detail
+    assert honest.passed
+
+
+def test_big_integers_cross_the_boundary_both_ways(problems):
+    digits = "1" + "0" * 5000  # a literal past Python's default 4,300-digit limit (built as text)
+    big = {
+        "test_imports": [],
+        "code": "def cube(n):\n    return n ** 3\n",
+        "entry_point": "cube",
+        "test": f"inputs = [[{digits}], [3]]\nresults = [{digits} ** 3, 27]\n"
+        "for inp, exp in zip(inputs, results):\n    assert cube(*inp) == exp\n",
+    }
+    printing = "def cube(n):\n    s = str(n)\n    return int(s) ** 3\n"
+    wrong = "def cube(n):\n    return n ** 3 + 1\n"
+    verdicts = CodeGrader(LIMITS).grade([Submission("mbpp_plus", "cube", big, code) for code in (printing, wrong)])
+    assert [v.status for v in verdicts] == ["passed", "failed"]
+    lcb = {
+        "tests": [{"input": digits, "output": digits[:-1] + "1\n", "testtype": "stdin"}],
+        "style": "stdin",
+        "func_name": None,
+    }
+    functional = {
+        "tests": [{"input": digits, "output": digits[:-1] + "1", "testtype": "functional"}],
+        "style": "functional",
+        "func_name": "inc",
+    }
+    subs = [
+        Submission("livecodebench", "big", lcb, "print(int(input()) + 1)\n"),
+        Submission(
+            "livecodebench", "big_call", functional, "class Solution:\n    def inc(self, n):\n        return n + 1\n"
+        ),
+        Submission(
+            "livecodebench", "big_call", functional, "class Solution:\n    def inc(self, n):\n        return n\n"
+        ),
+    ]
+    assert [v.status for v in CodeGrader(LIMITS).grade(subs)] == ["passed", "passed", "failed"]
+
+
+def test_livecodebench_stdout_follows_its_graders_line_rule():
+    lcb = {
+        "tests": [{"input": "", "output": "Case 1: 0.5\n1.50 2\n", "testtype": "stdin"}],
+        "style": "stdin",
+        "func_name": None,
+    }
+    grader = CodeGrader(LIMITS)
+    answers = {
+        "print('Case 1: 0.5')\nprint(' 1.5 2.0 ')": "passed",  # an all-number line compares by value
+        "print('Case 1: 0.50')\nprint('1.5 2')": "failed",  # a mixed line compares as text
+        "print('Case  1: 0.5')\nprint('1.5 2')": "failed",
+        "print('Case 1: 0.5')\nprint('sNaN 2')": "failed",
+    }
+    verdicts = grader.grade([Submission("livecodebench", "fmt", lcb, code) for code in answers])
+    assert [v.status for v in verdicts] == list(answers.values())
+
+
+def test_a_correct_answer_with_large_outputs_passes():
+    n, size = 8, 3 * 2**20  # 24 MiB of output in all
+    lcb = {
+        "tests": [{"input": str(i), "output": str(i) * size, "testtype": "stdin"} for i in range(n)],
+        "style": "stdin",
+        "func_name": None,
+    }
+    (verdict,) = CodeGrader(dataclasses.replace(LIMITS, wall_s=60)).grade(
+        [Submission("livecodebench", "large", lcb, f"print(input() * {size})\n")]
+    )
+    assert verdict.passed, verdict
 
 
 def test_the_candidate_process_gets_inputs_only(problems, monkeypatch):

@@ -77,9 +77,10 @@ def _leftovers(outcome) -> int:
 
 def test_this_machine_provides_the_strict_level():
     """CI installs bubblewrap (`make test`); root on a v1/v2 host gives the cgroups."""
-    assert FEATURES.bwrap is not None, FEATURES
+    assert FEATURES.bwrap is not None and FEATURES.seccomp, FEATURES
     assert FEATURES.cgroup != "none", FEATURES
     assert require("strict") is FEATURES
+    assert Sandbox(ROOMY).describe()["seccomp"] is True
 
 
 def test_programs_report_through_the_channel_and_their_exit(sandbox):
@@ -322,6 +323,38 @@ def test_sysv_ipc_is_private_and_gone_after_the_run(kernel_only):
         libc.shmctl(host_id, 0, None)  # IPC_RMID
 
 
+def test_kernel_keyrings_and_new_namespaces_are_refused_by_the_syscall_filter(kernel_only):
+    """A key stored by one run would be readable by the next (keyrings are per UID): refused."""
+    code = (
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nout = {}\n"
+        "out['add_key'] = (libc.syscall(248, b'user', b'mlr1-test', b'x', 1, -4), ctypes.get_errno())\n"
+        "out['keyctl'] = (libc.syscall(250, 0, -4, 0), ctypes.get_errno())\n"
+        "out['unshare'] = (libc.unshare(0x10000000), ctypes.get_errno())\n"
+        "out['ptrace'] = (libc.ptrace(16, 1, 0, 0), ctypes.get_errno())\n"
+        "pid = os.fork()\nif pid == 0:\n    os._exit(0)\nos.waitpid(pid, 0)\nemit(out)\n"
+    )
+    outcome = _program(kernel_only, code)
+    assert outcome.records == ({k: [-1, 1] for k in ("add_key", "keyctl", "unshare", "ptrace")},), outcome.stderr
+
+
+def test_cpu_quota_keeps_a_forking_candidate_to_one_cpu(kernel_only):
+    """Busy children that setsid() away still share the run's one-CPU quota."""
+    code = (
+        "import os, time\nfor _ in range(4):\n    if os.fork() == 0:\n        os.setsid()\n"
+        "        end = time.time() + 3\n        while time.time() < end:\n            pass\n        os._exit(0)\n"
+        "time.sleep(3.2)\nemit({})\n"
+    )
+    outcome = _program(kernel_only, code)
+    assert outcome.records == ({},)
+    assert 1.5 < outcome.cpu_s < 1.25 * outcome.wall_s, outcome
+
+
+def test_a_candidate_that_ignores_sigxcpu_is_still_a_timeout(short):
+    code = "import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\nwhile True:\n    pass\n"
+    outcome = _program(short[False], code)
+    assert outcome.end == "timeout", outcome
+
+
 def test_starting_programs_is_refused_by_the_guards(sandbox):
     outcome = _program(sandbox, "import os\nos.system('true')")
     assert outcome.code == 1 and "starting programs" in outcome.stderr
@@ -388,13 +421,13 @@ def test_results_do_not_depend_on_the_working_directory(sandbox, tmp_path, monke
 def test_temp_dirs_and_cgroups_are_removed(sandbox):
     root = Path(tempfile.gettempdir())
     before = set(root.glob("mlr1-sandbox-*"))
-    groups = [p for parent in FEATURES.cgroup_parents for p in parent.glob("mlr1-sandbox-*")]
+    groups = [p for parent in FEATURES.cgroup_parents.values() for p in parent.glob("mlr1-sandbox-*")]
     deep = "import os\nfor i in range(80):\n    os.mkdir('d' * 200)\n    os.chdir('d' * 200)\n"  # beyond PATH_MAX
     code = deep + "os.chdir('/tmp')\n" + deep + "emit({})"
     outcome = _program(sandbox, code)
     assert outcome.records == ({},)
     assert set(root.glob("mlr1-sandbox-*")) == before
-    assert [p for parent in FEATURES.cgroup_parents for p in parent.glob("mlr1-sandbox-*")] == groups
+    assert [p for parent in FEATURES.cgroup_parents.values() for p in parent.glob("mlr1-sandbox-*")] == groups
 
 
 def test_run_many_keeps_job_order_and_survives_a_failing_run(monkeypatch):
@@ -419,6 +452,8 @@ def test_bad_jobs_end_as_errors_not_exceptions(sandbox):
 
 
 def test_a_missing_layer_is_refused_naming_it_and_the_opt_in():
+    with pytest.raises(SandboxUnavailable, match="seccomp"):
+        require("no_cgroup", dataclasses.replace(FEATURES, seccomp=False))
     without = dataclasses.replace(FEATURES, bwrap=None, cgroup="none")
     with pytest.raises(SandboxUnavailable, match="bubblewrap.*sandbox_isolation=no_cgroup or weak"):
         Sandbox(ROOMY, without)
