@@ -16,6 +16,7 @@ Every submission gets a ``Verdict``; nothing here raises for what a candidate do
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -70,14 +71,25 @@ class CodeGrader:
         self.sandbox = Sandbox(limits, features, isolation=isolation)
         self.harness = Sandbox(dataclasses.replace(limits, wall_s=_HARNESS_WALL_S), features, isolation=isolation)
         self.workers = workers
-        self._recorded: dict[tuple, list | str] = {}
+        self._recorded: dict[tuple, dict | str] = {}
+        self._keys: dict[int, tuple[dict, tuple]] = {}
+
+    def _problem_key(self, sub: Submission) -> tuple:
+        """A problem's key in the recorded-inputs cache: its id and a digest of its test data, computed
+        once per test-store entry (kept referenced, so a replaced entry is recorded afresh)."""
+        held = self._keys.get(id(sub.problem))
+        if held is None or held[0] is not sub.problem:
+            digest = hashlib.sha256(json.dumps(sub.problem, sort_keys=True, default=str).encode()).hexdigest()
+            held = (sub.problem, (sub.benchmark, sub.problem_id, digest))
+            self._keys[id(sub.problem)] = held
+        return held[1]
 
     # --- step 1: inputs of the assert-style suites --------------------------------------------------
     def _record_inputs(self, subs: list[Submission], desc: str) -> None:
         todo: dict[tuple, Submission] = {}
         for sub in subs:
             if sub.benchmark in PLUS_BENCHMARKS:
-                key = _problem_key(sub)
+                key = self._problem_key(sub)
                 if key not in self._recorded:
                     todo.setdefault(key, sub)
         keys, jobs = [], []
@@ -104,7 +116,7 @@ class CodeGrader:
         except Exception as err:  # a harness failure must not lose the other benchmarks' verdicts
             log.exception("recording the test inputs failed")
             for sub in subs:
-                self._recorded.setdefault(_problem_key(sub), f"recording the test inputs failed: {err}")
+                self._recorded.setdefault(self._problem_key(sub), f"recording the test inputs failed: {err}")
         verdicts: list[Verdict | None] = [None] * len(subs)
         jobs, slots, judges = [], [], []
         for n, sub in enumerate(subs):
@@ -129,7 +141,7 @@ class CodeGrader:
                     if decided is not None:
                         verdicts[n] = decided
                     else:
-                        pending.setdefault(_problem_key(sub), []).append((n, outputs, stop, outcome.wall_s))
+                        pending.setdefault(self._problem_key(sub), []).append((n, outputs, stop, outcome.wall_s))
                 else:
                     verdicts[n] = judge(outcome)
             except Exception as err:
@@ -142,7 +154,7 @@ class CodeGrader:
         """(job, judge) for a submission: ``judge`` is the expected-output comparison (LCB) or the
         number of recorded inputs (plus); (None, verdict) when the problem cannot be graded."""
         if sub.benchmark in PLUS_BENCHMARKS:
-            recorded = self._recorded[_problem_key(sub)]
+            recorded = self._recorded[self._problem_key(sub)]
             if isinstance(recorded, str):
                 return None, sandbox_error(0, recorded)
             inputs = recorded["inputs"]
@@ -153,7 +165,10 @@ class CodeGrader:
             raise ValueError(f"no code grader for benchmark {sub.benchmark!r}")
         job, expected = livecodebench_job(sub.problem, sub.code, self.limits.test_timeout_s)
         wall = min(self.limits.test_timeout_s * (len(expected) + 1), _MAX_WALL_FACTOR * self.limits.wall_s)
-        size = sum(len(t["output"].encode()) for t in sub.problem["tests"])
+        if job.mode == "stdio":  # base64 of the bytes; honest output may format numbers longer
+            size = 4 * sum(len(text.encode()) for text in expected)
+        else:  # the records carry encoded values, several times their JSON text
+            size = sum(len(json.dumps(value_codec.encode(value))) for value in expected)
         job = dataclasses.replace(job, wall_s=max(wall, self.limits.wall_s), channel_bytes=_channel_bytes(size))
         judge: Callable[[RunOutcome], Verdict]
         if job.mode == "stdio":
@@ -203,17 +218,13 @@ class CodeGrader:
             "candidates": candidates,
             "timeout_s": _HARNESS_WALL_S / 4,
         }
-        return CodeJob("program", HARNESS_SOURCE, data=data, wall_s=_HARNESS_WALL_S * max(1, len(candidates)) / 4)
+        passes = len(candidates) + 1  # the control pass with the reference's outputs, then each candidate
+        return CodeJob("program", HARNESS_SOURCE, data=data, wall_s=_HARNESS_WALL_S * passes / 4)
 
 
 def _channel_bytes(expected_size: int) -> int:
     """Channel size a run may use: 4x the size of its expected results, plus 1 MiB."""
     return 4 * expected_size + 2**20
-
-
-def _problem_key(sub: Submission) -> tuple:
-    """A problem within one grader: its test-store entry is the same object for all its samples."""
-    return (sub.benchmark, sub.problem_id, id(sub.problem))
 
 
 def _recorded_inputs(outcome: RunOutcome) -> dict | str:

@@ -17,7 +17,7 @@ Isolation levels (``Sandbox(isolation=...)``; ``require`` refuses a level this m
   and the Python guards; everything the evaluator can read is readable.
 
 In every level: a minimal environment, ``python -I -B``, resource limits, a drop to ``nobody``
-for a root evaluator, wall-clock and per-input limits enforced here (``_Watchdog``), and clean-up
+for a root evaluator, wall-clock and per-input limits enforced here (``_Monitor``), and clean-up
 that cannot raise.
 """
 
@@ -29,6 +29,7 @@ import functools
 import json
 import logging
 import os
+import select
 import shlex
 import shutil
 import signal
@@ -62,6 +63,13 @@ _JOIN_FAILED = 97  # exit status of the launcher shell when it cannot join the r
 # Paths inside the bubblewrap root.
 _BOX = "/sandbox"
 _BOX_WORK = f"{_BOX}/work"
+
+READY = {"ready": True}
+"""First channel line, written by the child's boot script after the lock-down and before any job
+code runs (so no candidate can write it early); ``read_channel`` strips it."""
+
+
+_READY_LINE = json.dumps(READY, separators=(",", ":")).encode()
 
 Mode = Literal["program", "call", "stdio"]
 Isolation = Literal["strict", "no_cgroup", "weak"]
@@ -226,6 +234,7 @@ def _bwrap_prefix(bwrap: str, job_path: Path, scratch_mb: int, root: bool, secco
         args.extend(["--tmpfs", own])  # our own package (and its fixtures) stays out of view
     size = str(scratch_mb * 2**20)
     args += ["--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
+    args += ["--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]  # POSIX semaphores (multiprocessing)
     args += ["--perms", "0755", "--dir", _BOX]
     args += ["--ro-bind", str(BOOT_SCRIPT), f"{_BOX}/boot.py", "--ro-bind", str(CODEC_MODULE), f"{_BOX}/value_codec.py"]
     args += ["--ro-bind", str(job_path), f"{_BOX}/job.json"]
@@ -330,8 +339,9 @@ class RunOutcome:
     channel_error: str = ""
     """Non-empty if the channel was malformed or oversized (then ``records`` is empty)."""
     wall_s: float = 0.0
-    cpu_s: float = 0.0
-    """CPU time of all the job's processes (from the cgroup; without one, of the reaped ones)."""
+    cpu_s: float | None = None
+    """CPU time of all the job's processes: from the cgroup (strict), the rusage of the reaped
+    interpreter (weak), or None (no_cgroup: bubblewrap hides it)."""
     stdout: str = ""
     stderr: str = ""
     run_id: str = ""
@@ -385,24 +395,24 @@ def _count_tasks_of(uid: int) -> int:
     return total
 
 
-def read_channel(path: Path, limit_bytes: int) -> tuple[tuple[dict, ...], str]:
-    """Channel lines as dicts, and an error ('' if none). A final line without its newline (the
-    process was killed while writing) is dropped; a malformed complete line is an error."""
-    with open(path, "rb") as f:
-        data = f.read(limit_bytes + 1)
-    if len(data) > limit_bytes:
-        return (), f"channel larger than {limit_bytes / 2**20:.1f} MiB"
+def read_channel(data: bytes, max_records: int | None = None) -> tuple[tuple[dict, ...], str, bool]:
+    """Channel lines as dicts, an error ('' if none), and whether the ready line came first. A final
+    line without its newline (the process was killed while writing) is dropped; a malformed
+    complete line, or more than ``max_records`` lines, is an error (nothing is parsed then)."""
     lines = data.split(b"\n")[:-1]
+    ready = bool(lines) and lines[0] == _READY_LINE
+    if max_records is not None and len(lines) - ready > max_records:
+        return (), f"channel has more than {max_records} records", ready
     records = []
-    for n, line in enumerate(lines):
+    for n, line in enumerate(lines[1:] if ready else lines):
         try:
             record = json.loads(line)
         except (ValueError, RecursionError):
-            return (), f"channel line {n} is not JSON"
+            return (), f"channel line {n} is not JSON", ready
         if not isinstance(record, dict):
-            return (), f"channel line {n} is not an object"
+            return (), f"channel line {n} is not an object", ready
         records.append(record)
-    return tuple(records), ""
+    return tuple(records), "", ready
 
 
 def _tail(path: Path, limit: int) -> str:
@@ -426,55 +436,96 @@ def _process_end(returncode: int) -> tuple[End, int]:
     return ("timeout", number) if number == signal.SIGXCPU else ("signal", number)
 
 
-class _Watchdog:
-    """Kills a run at the wall-clock limit, and - for jobs with a per-input limit - when no new
-    result reaches the channel within that limit (the child's own per-input timer runs in the
-    candidate's process, which could switch it off). ``fired``: why it killed ('' if it did not)."""
+class _Monitor:
+    """Reads a run's channel (a pipe: the candidate can only append to it, and what is graded is the
+    copy read here), and kills the run at the wall-clock limit, when the channel outgrows its cap,
+    and - for jobs with a per-input limit - when no new result line arrives within that limit (the
+    child's own per-input timer runs in the candidate's process, which could switch it off). Only
+    complete lines count, so writing to the channel cannot buy time: every extra line is a result
+    it commits to, or a malformed channel. ``fired``: why it killed ('' if it did not)."""
 
-    def __init__(self, pid: int, group, channel: Path, limits: SandboxLimits, per_input_s: float | None):
-        self.pid, self.group, self.channel = pid, group, channel
+    def __init__(self, pid: int, group, fd: int, limits: SandboxLimits, job: CodeJob, cap: int):
+        self.pid, self.group, self.fd, self.cap = pid, group, fd, cap
         self.started = time.monotonic()
         self.wall_deadline = self.started + limits.wall_s + _STARTUP_GRACE_S
-        self.per_input_s = per_input_s
+        self.per_input_s = job.test_timeout_s
+        self.setup_s = job.test_timeout_s if job.mode == "call" else 0.0  # defining the solution
+        self.data = bytearray()
+        self.overflow = False
+        self.eof = False
         self.fired = ""
+        self._lines, self._last_line = 0, self.started
         self._lock = threading.Lock()
         self._done = threading.Event()
+        os.set_blocking(fd, False)
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
 
-    def _watch(self) -> None:
-        size, changed, results = 0, self.started, 0
-        while not self._done.wait(0.05):
-            now = time.monotonic()
-            if now >= self.wall_deadline:
-                limit = self.wall_deadline - self.started - _STARTUP_GRACE_S
-                return self._kill(f"killed after {limit:g}s wall clock")
-            if self.per_input_s is None:
-                continue
+    def _read(self) -> None:
+        while not self.eof:
             try:
-                current = self.channel.stat().st_size
-            except OSError:
-                continue
-            if current != size:
-                size, changed, results = current, now, results + 1
-            # The first result also waits for start-up and for defining the solution.
-            allowed = self.per_input_s + (0.5 if results else _STARTUP_GRACE_S + self.per_input_s)
-            if now - changed > allowed:
-                return self._kill(f"no result within the per-test limit of {self.per_input_s:g}s")
+                chunk = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                return
+            if not chunk:
+                self.eof = True
+                return
+            if not self.overflow and len(self.data) + len(chunk) > self.cap:
+                self.overflow = True
+                self._kill(f"result channel larger than {self.cap / 2**20:.1f} MiB")
+            if not self.overflow:
+                self.data += chunk
+                if b"\n" in chunk:
+                    self._lines += chunk.count(b"\n")
+                    self._last_line = time.monotonic()
+
+    def _watch(self) -> None:
+        try:
+            while not self._done.is_set():
+                if not self.eof:
+                    select.select([self.fd], [], [], 0.05)
+                    self._read()
+                else:
+                    self._done.wait(0.05)
+                now = time.monotonic()
+                if now >= self.wall_deadline:
+                    limit = self.wall_deadline - self.started - _STARTUP_GRACE_S
+                    return self._kill(f"killed after {limit:g}s wall clock")
+                if self.per_input_s is None:
+                    continue
+                if self._lines == 0:  # start-up and lock-down: no job code has run yet
+                    allowed = _STARTUP_GRACE_S
+                else:  # after the ready line the first result may also wait for the definition
+                    allowed = self.per_input_s + 0.5 + (self.setup_s if self._lines == 1 else 0.0)
+                if now - self._last_line > allowed:
+                    return self._kill(f"no result within the per-test limit of {self.per_input_s:g}s")
+        except Exception as err:  # a monitor that cannot watch must not leave the run unbounded
+            log.exception("sandbox monitor failed")
+            self._kill(f"sandbox monitor failed: {type(err).__name__}")
 
     def _kill(self, reason: str) -> None:
         with self._lock:
             if self._done.is_set():
                 return
-            self.fired = reason
+            self.fired = self.fired or reason
             _kill_group(self.pid)
             if self.group is not None:
                 self.group.kill_all()
 
     def stop(self) -> None:
+        """Stop watching (call before the process is reaped)."""
         with self._lock:
             self._done.set()
         self._thread.join()
+
+    def drain(self, timeout: float = 2.0) -> bytes:
+        """The rest of the channel (the run's processes are dead by now), then the graded copy."""
+        deadline = time.monotonic() + timeout
+        while not self.eof and time.monotonic() < deadline:
+            select.select([self.fd], [], [], 0.05)
+            self._read()
+        os.close(self.fd)
+        return bytes(self.data)
 
 
 def _error(detail: str, run_id: str = "", wall: float = 0.0) -> RunOutcome:
@@ -531,7 +582,7 @@ class Sandbox:
             "limits": limits.as_job(),
             "nproc": None if use_cgroup else _count_tasks_of(uid) + limits.max_tasks,
             "workdir": workdir,
-            "writable": [workdir] if weak else [workdir, "/tmp"],
+            "writable": [workdir] if weak else [workdir, "/tmp", "/dev/shm"],
             "channel_fd": channel_fd,
             "drop_to_uid": features.drop_to_uid,
             "drop_to_gid": features.drop_to_gid,
@@ -580,66 +631,82 @@ class Sandbox:
                 "HOME": workdir,
                 "TMPDIR": workdir,
                 "LANG": "C.UTF-8",
-                "PYTHONHASHSEED": "0",
                 "OMP_NUM_THREADS": "1",
                 "OPENBLAS_NUM_THREADS": "1",
                 "MKL_NUM_THREADS": "1",
                 _MARKER_VAR: marker,
             }
-            job_path, channel_path = base / "job.json", base / "channel"
-            bpf_path = base / "seccomp.bpf"
+            job_path, bpf_path = base / "job.json", base / "seccomp.bpf"
             bpf_path.write_bytes(filter_program() or b"")
-            with (
-                open(base / "stdout", "wb") as out,
-                open(base / "stderr", "wb") as err,
-                open(channel_path, "wb") as channel,
-                open(bpf_path, "rb") as bpf,
-            ):
-                spec = self._job_file(job, limits, workdir, channel.fileno(), use_cgroup)
-                job_path.write_text(json.dumps(spec), encoding="utf-8")
-                os.chmod(job_path, 0o644)
-                seccomp_fd = bpf.fileno() if not weak else None
-                command = self._command(job_path, limits, seccomp_fd)
-                if group is not None:
-                    joins = " && ".join(f"echo $$ > {shlex.quote(str(p))}" for p in group.procs_files)
-                    fail = f"{{ echo 'mlr1 sandbox: cannot join the cgroup' >&2; exit {_JOIN_FAILED}; }}"
-                    command = ["/bin/sh", "-c", f'({joins}) 2>/dev/null || {fail}; exec "$@"', "sh", *command]
-                started = time.monotonic()
-                proc = subprocess.Popen(
-                    command,
-                    cwd=base,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    pass_fds=(channel.fileno(),) if seccomp_fd is None else (channel.fileno(), seccomp_fd),
-                    start_new_session=True,
-                )
-            watchdog = _Watchdog(proc.pid, group, channel_path, limits, job.test_timeout_s)
+            channel_r, channel_w = os.pipe()
+            monitor: _Monitor | None = None
             try:
-                # Waited for without reaping it (WNOWAIT) until the watchdog has stopped, so the
-                # watchdog can never signal a reused PID or process group.
+                with (
+                    open(base / "stdout", "wb") as out,
+                    open(base / "stderr", "wb") as err,
+                    open(bpf_path, "rb") as bpf,
+                ):
+                    spec = self._job_file(job, limits, workdir, channel_w, use_cgroup)
+                    job_path.write_text(json.dumps(spec), encoding="utf-8")
+                    os.chmod(job_path, 0o644)
+                    seccomp_fd = bpf.fileno() if not weak else None
+                    command = self._command(job_path, limits, seccomp_fd)
+                    if group is not None:
+                        joins = " && ".join(f"echo $$ > {shlex.quote(str(p))}" for p in group.procs_files)
+                        fail = f"{{ echo 'mlr1 sandbox: cannot join the cgroup' >&2; exit {_JOIN_FAILED}; }}"
+                        command = ["/bin/sh", "-c", f'({joins}) 2>/dev/null || {fail}; exec "$@"', "sh", *command]
+                    started = time.monotonic()
+                    proc = subprocess.Popen(
+                        command,
+                        cwd=base,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=err,
+                        pass_fds=(channel_w,) if seccomp_fd is None else (channel_w, seccomp_fd),
+                        start_new_session=True,
+                    )
+            except BaseException:
+                os.close(channel_r)
+                raise
+            finally:
+                os.close(channel_w)
+            cap = limits.channel_mb * 2**20
+            try:
+                monitor = _Monitor(proc.pid, group, channel_r, limits, job, min(cap, job.channel_bytes or cap))
+                # Waited for without reaping it (WNOWAIT) until the monitor has stopped, so the
+                # monitor can never signal a reused PID or process group.
                 os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
             finally:
-                watchdog.stop()
+                if monitor is not None:
+                    monitor.stop()
                 _kill_group(proc.pid)  # stragglers left in the group after a normal exit, too
                 if group is not None:
                     group.kill_all()
                 _, status, usage = os.wait4(proc.pid, 0)
+                if monitor is None:
+                    os.close(channel_r)
             proc.returncode = os.waitstatus_to_exitcode(status)
-            cpu = group.cpu_seconds() if group is not None else None
-            if cpu is None:  # the reaped descendants only: bubblewrap hides most of the job's time
-                cpu = usage.ru_utime + usage.ru_stime
+            if group is not None:
+                cpu = group.cpu_seconds()
+            else:  # unshare (weak) reaps the interpreter, so its rusage counts; bubblewrap hides it
+                cpu = usage.ru_utime + usage.ru_stime if weak else None
             if weak and features.namespaces == "none":
                 for _ in range(3):
                     if not _sweep_marked(marker):
                         break
+            data = monitor.drain()
             wall = time.monotonic() - started
             oom = group is not None and group.oom_killed()
             keep = limits.output_kb * 1024
             stdout, stderr = _tail(base / "stdout", keep), _tail(base / "stderr", keep)
-            cap = limits.channel_mb * 2**20
-            records, channel_error = read_channel(channel_path, min(cap, job.channel_bytes or cap))
+            if monitor.overflow:
+                records, channel_error, ready = (), monitor.fired, True
+            else:
+                # One record per input (and one for a failed definition): more is malformed.
+                most = None if job.mode == "program" else len(job.inputs) + 1
+                records, channel_error, ready = read_channel(data, most)
+                del data
         finally:
             if group is not None:
                 group.kill_all()
@@ -647,24 +714,29 @@ class Sandbox:
             shutil.rmtree(base, ignore_errors=True)
         common = {
             "wall_s": round(wall, 3),
-            "cpu_s": round(cpu, 3),
+            "cpu_s": None if cpu is None else round(cpu, 3),
             "stdout": stdout,
             "stderr": stderr,
             "run_id": marker,
         }
         outcome = functools.partial(RunOutcome, records=records, channel_error=channel_error, **common)
+        if not ready:  # bubblewrap, the cgroup join or the lock-down failed: no job code ran
+            if group is not None and proc.returncode == _JOIN_FAILED and "cannot join the cgroup" in stderr:
+                return _error("the launcher could not join the run's cgroup", marker, wall)
+            tail = stderr.strip().splitlines()[-1:] or [f"status {proc.returncode}"]
+            return _error(f"the sandbox did not start the job: {tail[0][-300:]}", marker, wall)
+        if monitor.overflow:
+            return outcome("exit", None, monitor.fired)
         if oom:  # first: an OOM kill explains a stall or a death that follows it
             return outcome("memory", None, f"memory limit of {limits.memory_mb} MiB reached (killed by the cgroup)")
-        if watchdog.fired:
-            return outcome("timeout", None, watchdog.fired)
-        if group is not None and proc.returncode == _JOIN_FAILED and "cannot join the cgroup" in stderr:
-            return _error("the launcher could not join the run's cgroup", marker, wall)
+        if monitor.fired:
+            return outcome("timeout", None, monitor.fired)
         end, code = _process_end(proc.returncode)
         cpu_limit = limits.cpu_s if limits.cpu_s is not None else limits.wall_s
         # RLIMIT_CPU kills with SIGXCPU, or with SIGKILL a second later if SIGXCPU is caught; unshare
         # (weak level) reports a signal death as status 1.
         cpu_kill = (end == "signal" and code == signal.SIGKILL) or (weak and (end, code) != ("exit", 0))
-        if cpu_kill and cpu >= cpu_limit - 0.05:
+        if cpu_kill and cpu is not None and cpu >= cpu_limit - 0.05:
             return outcome("timeout", code, f"CPU time limit of {cpu_limit:g}s reached")
         if end == "exit":
             return outcome("exit", code, f"exited with status {code}")
@@ -678,22 +750,21 @@ class Sandbox:
         if not jobs:
             return []
         workers = max(1, workers or os.cpu_count() or 1)
-        with (
-            ThreadPoolExecutor(max_workers=workers) as pool,
-            tqdm(
-                total=len(jobs),
-                desc=desc or "sandbox",
-                unit="job",
-                disable=len(jobs) < 2,
-                file=sys.stderr,
-            ) as bar,
-        ):
-            futures = [pool.submit(self.run, job) for job in jobs]
-            results = []
-            for future in futures:
-                try:
-                    results.append(future.result())
-                except Exception as err:  # run() catches these itself; this is the last line of defence
-                    results.append(_error(f"sandbox failure: {type(err).__name__}: {err}"))
-                bar.update(1)
+        pool = ThreadPoolExecutor(max_workers=workers)
+        results = []
+        try:
+            with tqdm(
+                total=len(jobs), desc=desc or "sandbox", unit="job", disable=len(jobs) < 2, file=sys.stderr
+            ) as bar:
+                futures = [pool.submit(self.run, job) for job in jobs]
+                for future in futures:
+                    try:
+                        results.append(future.result())
+                    except Exception as err:  # run() catches these itself; this is the last line of defence
+                        results.append(_error(f"sandbox failure: {type(err).__name__}: {err}"))
+                    bar.update(1)
+        except BaseException:  # Ctrl-C: start nothing more (running jobs end at their limits)
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         return results

@@ -22,6 +22,7 @@ Layers 3-4 are kernel-enforced; layer 5 is bypassable by determined native code 
 the common cases and for machines without Landlock. docs/evaluation.md lists the guarantees.
 """
 
+import base64
 import builtins
 import ctypes
 import io
@@ -385,7 +386,7 @@ def run_stdio(job: dict, channel: _Channel, workdir: str) -> int:
             return 0
         with open(out_path, "rb") as f:
             data = f.read(cap + 1)
-        record = {"i": i, "stdout": data[:cap].decode("utf-8", errors="replace")}
+        record = {"i": i, "stdout": base64.b64encode(data[:cap]).decode("ascii")}  # raw bytes
         if len(data) > cap:
             record["truncated"] = True
         channel.emit(record)
@@ -415,6 +416,7 @@ def main(job_path: str) -> None:
         _block_sockets()
         _install_audit_hook(job["writable"])
     signal.signal(signal.SIGALRM, _on_alarm)
+    channel.emit({"ready": True})  # the parent's per-input clock starts here (sandbox.READY)
     mode = job["mode"]
     if mode == "program":
         status = run_program(job, channel)

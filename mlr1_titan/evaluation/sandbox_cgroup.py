@@ -82,8 +82,17 @@ def _v2_parent() -> tuple[Path, bool] | None:
             leaf = parent / "mlr1-evaluator"
             leaf.mkdir(exist_ok=True)
             (leaf / "cgroup.procs").write_text(str(os.getpid()))
-            (parent / "cgroup.subtree_control").write_text("+memory +pids" + (" +cpu" if "cpu" in offered else ""))
-            enabled = set((parent / "cgroup.subtree_control").read_text().split())
+            try:
+                (parent / "cgroup.subtree_control").write_text("+memory +pids")
+            except OSError:
+                (parent / "cgroup.procs").write_text(str(os.getpid()))  # back where it was
+                raise
+        if "cpu" in offered and "cpu" not in enabled:
+            try:  # best effort: without it runs get no CPU quota, the rest still holds
+                (parent / "cgroup.subtree_control").write_text("+cpu")
+            except OSError as err:
+                log.info("no cgroup v2 cpu controller for sandbox runs: %s", err)
+        enabled = set((parent / "cgroup.subtree_control").read_text().split())
     except OSError as err:  # other processes share the group, or no delegation: no v2 groups
         log.info("cgroup v2 groups unavailable under %s: %s", parent, err)
         return None
@@ -146,7 +155,7 @@ class RunCgroup:
                     swap.write_text("0")
                 (d / "pids.max").write_text(str(max_pids))
                 if "cpu" in group.dirs:
-                    (d / "cpu.max").write_text(f"{quota} {CPU_PERIOD_US}")
+                    group._best_effort_quota(d / "cpu.max", f"{quota} {CPU_PERIOD_US}")
             else:
                 memory = group.dirs["memory"]
                 (memory / "memory.limit_in_bytes").write_text(str(memory_bytes))
@@ -156,11 +165,19 @@ class RunCgroup:
                 (group.dirs["pids"] / "pids.max").write_text(str(max_pids))
                 if "cpu" in group.dirs:
                     (group.dirs["cpu"] / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
-                    (group.dirs["cpu"] / "cpu.cfs_quota_us").write_text(quota)
+                    group._best_effort_quota(group.dirs["cpu"] / "cpu.cfs_quota_us", quota)
         except BaseException:
             group.remove()
             raise
         return group
+
+    def _best_effort_quota(self, path: Path, value: str) -> None:
+        """Set the CPU quota; where the kernel refuses it (a parent with a smaller one) the run goes
+        without, logged, rather than losing the memory and process limits too."""
+        try:
+            path.write_text(value)
+        except OSError as err:
+            log.warning("no CPU quota for sandbox runs (%s: %s)", path, err)
 
     @property
     def procs_files(self) -> tuple[Path, ...]:
@@ -179,10 +196,8 @@ class RunCgroup:
     def cpu_seconds(self) -> float | None:
         """CPU time used by all the group's processes so far (None where it is not counted)."""
         try:
-            if self.kind == "v2":
-                if "cpu" not in self.dirs:
-                    return None
-                fields = dict(line.split() for line in (self.dirs["cpu"] / "cpu.stat").read_text().splitlines())
+            if self.kind == "v2":  # cpu.stat exists (usage included) with or without the cpu controller
+                fields = dict(line.split() for line in (self.dirs["memory"] / "cpu.stat").read_text().splitlines())
                 return int(fields["usage_usec"]) / 1e6
             if "cpuacct" not in self.dirs:
                 return None

@@ -2,7 +2,8 @@
 
 Candidate code returns arbitrary objects; only their *value* may leave its process. ``encode``
 turns a value into a tree of tagged JSON lists built from the builtin types alone (``None``, bool,
-int, float, complex, str, bytes, list, tuple, set, frozenset, dict). Instances of subclasses are
+int, float, complex, str, bytes, list, tuple, set, frozenset, dict); set members come sorted by
+their encoding, strings with lone surrogates as code points (JSON would merge a pair). Instances of subclasses are
 read through the builtin type's own methods (``int.__index__``, ``list.__iter__``, ...), so
 overridden ``__eq__``/``__iter__``/``__repr__`` never take part; numpy scalars become their Python
 value. Anything else is encoded as an opaque ``("?", type name)`` that equals nothing.
@@ -15,6 +16,8 @@ tags below, bounded in depth and size, and builds fresh builtin objects; anythin
 from __future__ import annotations
 
 import base64
+import json
+import re
 
 MAX_DEPTH = 64
 """Deepest nesting encoded; deeper values become opaque."""
@@ -41,6 +44,15 @@ class Opaque:
 
 class _TooLarge(Exception):
     pass
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _sorted(members: list) -> list:
+    """Set members in a canonical order: iteration order follows string hashes, which differ per
+    process (``python -I`` ignores PYTHONHASHSEED), and encoded inputs are compared as JSON."""
+    return sorted(members, key=lambda tree: json.dumps(tree))
 
 
 def _float_text(x: float) -> str:
@@ -86,7 +98,10 @@ def _encode(value, depth: int, budget: list) -> list:
         z = complex.__complex__(value)
         return ["c", _float_text(z.real), _float_text(z.imag)]
     if isinstance(value, str):
-        return ["s", str.__str__(value)]
+        text = str.__str__(value)
+        if _SURROGATE.search(text):  # JSON would join a lone pair into one character: code points
+            return ["sc", [ord(c) for c in text]]
+        return ["s", text]
     if isinstance(value, (bytes, bytearray)):
         raw = bytes.__bytes__(value) if isinstance(value, bytes) else bytes(bytearray.__iter__(value))
         return ["y", base64.b64encode(raw).decode("ascii")]
@@ -95,9 +110,9 @@ def _encode(value, depth: int, budget: list) -> list:
     if isinstance(value, tuple):
         return ["t", [_encode(v, depth + 1, budget) for v in tuple.__iter__(value)]]
     if isinstance(value, frozenset):
-        return ["fs", [_encode(v, depth + 1, budget) for v in frozenset.__iter__(value)]]
+        return ["fs", _sorted([_encode(v, depth + 1, budget) for v in frozenset.__iter__(value)])]
     if isinstance(value, set):
-        return ["set", [_encode(v, depth + 1, budget) for v in set.__iter__(value)]]
+        return ["set", _sorted([_encode(v, depth + 1, budget) for v in set.__iter__(value)])]
     if isinstance(value, dict):
         return ["d", [[_encode(k, depth + 1, budget), _encode(v, depth + 1, budget)] for k, v in dict.items(value)]]
     try:
@@ -149,6 +164,11 @@ def _decode(tree, depth: int, budget: list):
         return complex(_float(rest[0]), _float(rest[1]))
     if tag == "s" and len(rest) == 1 and isinstance(rest[0], str):
         return rest[0]
+    if tag == "sc" and len(rest) == 1 and isinstance(rest[0], list):
+        budget[0] -= len(rest[0])
+        if budget[0] < 0 or not all(isinstance(c, int) and 0 <= c <= 0x10FFFF for c in rest[0]):
+            raise ValueError("malformed 'sc' node")
+        return "".join(map(chr, rest[0]))
     if tag == "y" and len(rest) == 1 and isinstance(rest[0], str):
         return base64.b64decode(rest[0], validate=True)
     if tag == "l":

@@ -13,6 +13,7 @@ limit), ``memory`` (memory limit), ``crashed`` (killed by a signal, named in ``d
 
 from __future__ import annotations
 
+import base64
 import decimal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ class Verdict:
     detail: str = ""
     wall_s: float = 0.0
 
-    def __post_init__(self):  # text from the candidate's process: printable and encodable, always
+    def __post_init__(self):  # text from the candidate's process: always encodable as UTF-8
         clean = self.detail.encode("utf-8", "backslashreplace").decode("utf-8")[:_MAX_DETAIL]
         object.__setattr__(self, "detail", clean)
 
@@ -170,10 +171,11 @@ def judge_stdout(outcome: RunOutcome, expected: list[str]) -> Verdict:
     total = len(expected)
     results, stop = results_of(outcome, total, "stdout")
     for k, record in enumerate(results):
-        actual = record["stdout"]
-        if not isinstance(actual, str):
+        try:  # invalid UTF-8 stays distinct (surrogate escapes), never U+FFFD
+            actual = base64.b64decode(record["stdout"], validate=True).decode("utf-8", "surrogateescape")
+        except (TypeError, ValueError):
             return sandbox_error(total, f"input {k}: malformed stdout record")
         if record.get("truncated") or not stdout_matches(actual, expected[k]):
-            detail = f"input {k}: output {actual[:100]!r} != expected {expected[k][:100]!r}"
+            detail = f"input {k}: output {actual[:100]!r} != expected {expected[k][:100]!r}"  # repr: printable
             return Verdict("failed", k, total, detail[:_MAX_DETAIL], outcome.wall_s)
     return stop or Verdict("passed", total, total, wall_s=outcome.wall_s)

@@ -203,7 +203,7 @@ ATTACKS = {
         "import os\nfor fd in range(3, 40):\n    try:\n        os.write(fd, b'not json at all\\n')\n"
         "    except OSError:\n        pass\nprint(6)\n",
         "sandbox_error",
-        "not JSON",
+        "result channel",
     ),
     "oversized_channel": (
         "mbpp_plus",
@@ -235,7 +235,7 @@ ATTACKS = {
         "after 0 of 4 inputs",  # its first stdout was never reported: os._exit skips the harness
     ),
     # --- limits and crashes -----------------------------------------------------------------------
-    "cpu_limit": ("humaneval_plus", "R1Fixture/0", "while True:\n    pass\n", "timeout", "limit"),
+    "cpu_limit": ("humaneval_plus", "R1Fixture/0", "while True:\n    pass\n", "timeout", "CPU time limit"),
     "cpu_limit_with_sigxcpu_ignored": (
         "humaneval_plus",
         "R1Fixture/0",
@@ -258,6 +258,27 @@ ATTACKS = {
         "import time\nclass Solution:\n    def largestGap(self, nums):\n"
         f"        end = time.time() + {LIMITS.test_timeout_s + 1.5}\n        while time.time() < end:\n"
         "            try:\n                time.sleep(0.05)\n            except BaseException:\n                pass\n"
+        "        s = sorted(nums)\n        return max((b - a for a, b in zip(s, s[1:])), default=0)\n",
+        "timeout",
+        "per-test limit",
+    ),
+    "slow_first_input_only": (
+        "livecodebench",
+        "fx_abc001_a",
+        "import signal, time, builtins\nsignal.setitimer(signal.ITIMER_REAL, 0)\n"
+        f"if not hasattr(builtins, 'seen'):\n    builtins.seen = 1\n    time.sleep({LIMITS.test_timeout_s + 1.5})\n"
+        "n = int(input())\nprint(sum(map(int, input().split())) % 1000)\n",
+        "timeout",
+        "after 0 of 4 inputs",
+    ),
+    "keeps_the_watchdog_busy_with_whitespace": (
+        "livecodebench",
+        "fx_lc_0001",
+        "import os, signal, time\nclass Solution:\n    def largestGap(self, nums):\n"
+        "        signal.setitimer(signal.ITIMER_REAL, 0)\n"
+        f"        end = time.time() + {LIMITS.test_timeout_s + 1.5}\n        while time.time() < end:\n"
+        "            for fd in range(3, 40):\n                try:\n                    os.write(fd, b' ')\n"
+        "                except OSError:\n                    pass\n            time.sleep(0.2)\n"
         "        s = sorted(nums)\n        return max((b - a for a, b in zip(s, s[1:])), default=0)\n",
         "timeout",
         "per-test limit",
@@ -342,7 +363,7 @@ def batch(problems):
             for extra, prefix in HARMLESS_EXTRAS.items():
                 subs.append(Submission(bench, pid, problems[(bench, pid)], prefix + code))
                 names.append(f"honest {bench} {pid} + {extra}")
-    grader = CodeGrader(dataclasses.replace(LIMITS, memory_mb=1024), workers=2)
+    grader = CodeGrader(dataclasses.replace(LIMITS, memory_mb=1024, cpu_s=2), workers=2)
     started = time.monotonic()
     verdicts = grader.grade(subs)
     return dict(zip(names, verdicts, strict=True)), time.monotonic() - started
@@ -512,6 +533,48 @@ def test_a_correct_answer_with_large_outputs_passes():
         [Submission("livecodebench", "large", lcb, f"print(input() * {size})\n")]
     )
     assert verdict.passed, verdict
+
+
+def test_inputs_holding_sets_of_strings_record_and_replay_in_any_process():
+    """String hashes differ per process, so set order does too: the encoding sorts members."""
+    tags = {
+        "test_imports": [],
+        "code": "def common(a, b):\n    return a & b\n",
+        "entry_point": "common",
+        "test": "inputs = [[{'x', 'yy', 'zzz', 'w'}, {'yy', 'w', 'q'}], [set(), {'a'}]]\n"
+        "results = [{'yy', 'w'}, set()]\nfor inp, exp in zip(inputs, results):\n    assert common(*inp) == exp\n",
+    }
+    honest = "def common(a, b):\n    return {x for x in a if x in b}\n"
+    subs = [Submission("mbpp_plus", "tags", tags, honest) for _ in range(3)]
+    assert [v.status for v in CodeGrader(LIMITS).grade(subs)] == ["passed"] * 3
+
+
+def test_strings_that_merely_look_alike_in_json_stay_different():
+    smile = {
+        "test_imports": [],
+        "code": "def face():\n    return '\\U0001F600'\n",
+        "entry_point": "face",
+        "test": "assert face() == '\\U0001F600'\n",
+    }
+    pair = "def face():\n    return '\\ud83d\\ude00'\n"  # two lone surrogates, not the emoji
+    assert CodeGrader(LIMITS).grade([Submission("mbpp_plus", "face", smile, pair)])[0].status == "failed"
+    replacement = {
+        "tests": [{"input": "", "output": "\ufffd", "testtype": "stdin"}],
+        "style": "stdin",
+        "func_name": None,
+    }
+    invalid = "import sys\nsys.stdout.buffer.write(b'\\xff')\n"
+    assert CodeGrader(LIMITS).grade([Submission("livecodebench", "fffd", replacement, invalid)])[0].status == "failed"
+
+
+def test_an_honest_answer_with_longer_number_formatting_is_not_cut_off():
+    zeros = {
+        "tests": [{"input": "", "output": "0\n" * 100_000, "testtype": "stdin"}],
+        "style": "stdin",
+        "func_name": None,
+    }
+    code = "import sys\nsys.stdout.write('0.0000000000\\n' * 100_000)\n"
+    assert CodeGrader(LIMITS).grade([Submission("livecodebench", "zeros", zeros, code)])[0].passed
 
 
 def test_the_candidate_process_gets_inputs_only(problems, monkeypatch):
