@@ -217,6 +217,11 @@ def _bwrap_prefix(bwrap: str, job_path: Path, scratch_mb: int, root: bool, secco
                 args.extend(["--perms", "0755", "--dir", str(parent)])
                 made.add(str(parent))
 
+    # The scratch mounts first: an interpreter under /tmp (a CI clone's venv) is bound on top of them.
+    size = str(scratch_mb * 2**20)
+    args += ["--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
+    args += ["--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]  # POSIX semaphores (multiprocessing)
+    made.update({"/dev", "/proc", "/tmp"})
     for top in ("bin", "lib", "lib32", "lib64", "sbin"):
         host = Path("/") / top
         if host.is_symlink():
@@ -232,9 +237,6 @@ def _bwrap_prefix(bwrap: str, job_path: Path, scratch_mb: int, root: bool, secco
     own = str(PACKAGE_DIR)
     if any(own.startswith(r + os.sep) for r in _read_only_roots()):
         args.extend(["--tmpfs", own])  # our own package (and its fixtures) stays out of view
-    size = str(scratch_mb * 2**20)
-    args += ["--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
-    args += ["--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]  # POSIX semaphores (multiprocessing)
     args += ["--perms", "0755", "--dir", _BOX]
     args += ["--ro-bind", str(BOOT_SCRIPT), f"{_BOX}/boot.py", "--ro-bind", str(CODEC_MODULE), f"{_BOX}/value_codec.py"]
     args += ["--ro-bind", str(job_path), f"{_BOX}/job.json"]
@@ -458,6 +460,8 @@ class _Monitor:
         self._lock = threading.Lock()
         self._done = threading.Event()
         os.set_blocking(fd, False)
+        self._poll = select.poll()  # not select(): an evaluator may hold more than 1024 fds
+        self._poll.register(fd, select.POLLIN | select.POLLHUP)
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
 
@@ -483,7 +487,7 @@ class _Monitor:
         try:
             while not self._done.is_set():
                 if not self.eof:
-                    select.select([self.fd], [], [], 0.05)
+                    self._poll.poll(50)
                     self._read()
                 else:
                     self._done.wait(0.05)
@@ -522,7 +526,7 @@ class _Monitor:
         """The rest of the channel (the run's processes are dead by now), then the graded copy."""
         deadline = time.monotonic() + timeout
         while not self.eof and time.monotonic() < deadline:
-            select.select([self.fd], [], [], 0.05)
+            self._poll.poll(50)
             self._read()
         os.close(self.fd)
         return bytes(self.data)
