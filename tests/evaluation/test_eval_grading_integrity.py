@@ -10,7 +10,6 @@ import dataclasses
 import json
 import os
 import time
-import uuid
 
 import pytest
 from evaluation_testkit import FIXTURES
@@ -664,7 +663,3 @@ def test_grade_code_never_raises_for_what_samples_contain():
     records = hooks.grade_code([[*bombs, honest]], docs[:1])[0]
     assert records[-1]["passed"] and not any(r["passed"] for r in records[:-1])
     assert all(r["result"] for r in records)
-
-
-def test_unique_run_ids_make_leftover_checks_meaningful():
-    assert uuid.UUID(sandbox.Sandbox(LIMITS).run(sandbox.CodeJob("program", "pass")).run_id)

@@ -208,6 +208,7 @@ def test_file_write_outside_the_work_dir_is_impossible(sandbox, kernel_only, tmp
     via_shell = tmp_path / "shell.txt"
     _program(kernel_only, f"import os\nos.system('echo x > {via_shell}')")
     assert not target.exists() and not via_shell.exists()
+    # "/tmp" here is the sandbox's own private tmpfs mount point, not a path of this machine.
     inside = _program(sandbox, "open('scratch.txt', 'w').write('x')\nopen('/tmp/t', 'w').write('y')\nemit({})")
     assert inside.records == ({},), inside.stderr
 
