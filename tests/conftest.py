@@ -2,6 +2,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 # Tests never reach a hub: everything they load is made locally or shipped in a package.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -13,3 +15,20 @@ sys.path[:0] = [
     str(_TESTS),
     *(str(d) for d in sorted(_TESTS.iterdir()) if d.is_dir() and not d.name.startswith((".", "_"))),
 ]
+
+# Trainer tests write checkpoints under the temp dir; a disk that fills mid-run shows up as dozens of
+# unrelated trainer failures, so say it once, up front. The README gives the measured peak of a whole run.
+_MIN_FREE_GIB = 4
+
+
+def pytest_sessionstart(session):
+    import shutil
+    import tempfile
+
+    tmp = Path(os.environ.get("PYTEST_DEBUG_TEMPROOT") or tempfile.gettempdir())
+    free_gib = shutil.disk_usage(tmp).free / 2**30
+    if free_gib < _MIN_FREE_GIB:
+        raise pytest.UsageError(
+            f"only {free_gib:.1f} GiB free under {tmp}; the suite needs at least {_MIN_FREE_GIB} GiB there "
+            "(trainer tests write checkpoints). Free some space or point TMPDIR elsewhere."
+        )
