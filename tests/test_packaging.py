@@ -58,6 +58,7 @@ def test_wheel_ships_configs_mixes_eval_tasks_template_demo_corpus_and_domains(w
         | shipped(data_mix_dir(), "*.toml")
         | {f for f in shipped(eval_tasks_dir(), "**/*") if "__pycache__" not in f and not f.endswith("/fixtures")}
         | {"mlr1_titan/sft/chat_template.jinja", "mlr1_titan/data_mix/demo_corpus.jsonl", "mlr1_titan/mix/domains.toml"}
+        | {"mlr1_titan/recipe/stages.toml"}
     )
     assert len(expected) > 40
     assert expected <= names, sorted(expected - names)
@@ -109,6 +110,10 @@ def test_installed_wheel_works_outside_the_checkout(wheel, tmp_path):
             add_generation_prompt=True)
         assert text.endswith("<|start_header_id|>assistant<|end_header_id|>\\n\\n"), text
         print("template", repr(text[:60]))
+
+        plan = subprocess.run([{str(venv / "bin" / "mlr1")!r}, "recipe", "--size", "140m", "--gpus", "8", "--dry-run"],
+                              check=True, capture_output=True, text=True).stdout
+        assert "[6/6] sft_reasoning" in plan and "--config mlr1_140m_midtrain_phase1" in plan, plan
 
         from mlr1_titan.mix.domains import load_domains
         assert set(load_domains()) == {{"code", "math", "knowledge"}}

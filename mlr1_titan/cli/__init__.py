@@ -1,4 +1,4 @@
-"""`mlr1`: the side tools of mlr1_titan (config, paths, tokenize, data, mix, HF export/import, distill, eval, demo).
+"""`mlr1`: the side tools of mlr1_titan (config, paths, tokenize, data, mix, HF export/import, distill, eval, recipe, demo).
 
 Each module of this package owns its sub-commands: ``register(subparsers)`` adds one or more
 ``argparse`` sub-parsers and sets ``func`` on each (``func(args) -> int`` exit code). Command bodies
@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mlr1_titan.cli import config, data, demo, distill, evaluation, hf, mix, paths
+from mlr1_titan.cli import config, data, demo, distill, evaluation, hf, mix, paths, recipe
 
 # In the order they appear in `mlr1 --help`.
-_COMMAND_MODULES = (config, paths, data, mix, hf, distill, evaluation, demo)
+_COMMAND_MODULES = (config, paths, data, mix, hf, distill, evaluation, recipe, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
