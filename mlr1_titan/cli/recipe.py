@@ -68,6 +68,10 @@ def stage_overrides(stage, stages, run_dir: Path, final_steps: dict[str, int], e
     return [*out, *extra]
 
 
+_RECIPE_OWNED = ("--dump_folder", "--checkpoint.folder", "--checkpoint.initial_load_path")
+"""Overrides the hand-off checks depend on: the recipe sets them for each stage."""
+
+
 def _check_gpus(gpus: int, per_node: int) -> None:
     if gpus > per_node and gpus % per_node:
         raise ValueError(f"--gpus {gpus} is not a whole number of {per_node}-GPU nodes (--gpus-per-node {per_node})")
@@ -81,11 +85,17 @@ def _cmd_recipe(args) -> int:
     run_dir = Path(args.run_dir or f"outputs/mlr1_{args.size}").absolute()
     try:
         _check_gpus(args.gpus, args.gpus_per_node)
+        owned = [o for o in extra if o.split("=")[0] in _RECIPE_OWNED]
+        if owned:
+            raise RecipeError(f"{', '.join(owned)}: the recipe sets these per stage; use --run-dir instead")
         stages = load_stages(args.size)
         if args.stage is not None and args.stage not in [s.name for s in stages]:
             raise RecipeError(f"no stage {args.stage!r}; the stages are {', '.join(s.name for s in stages)}")
-        # Every stage's config resolves (with the user's overrides) before anything is printed or launched.
-        configs = {s.name: resolve(s.config, [*s.overrides, *extra]) for s in stages}
+        # Every stage's config resolves before anything is printed or launched; the user's overrides
+        # apply to the chosen stage (to every stage in a whole-plan dry run).
+        configs = {
+            s.name: resolve(s.config, [*s.overrides, *(extra if args.stage in (None, s.name) else [])]) for s in stages
+        }
         final_steps = {name: c.training.steps for name, c in configs.items()}
     except (RecipeError, ValueError, AssertionError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -158,5 +168,9 @@ def register(subparsers) -> None:
     p.add_argument("--stage", default=None, help="the stage to plan or launch (default with --dry-run: all)")
     p.add_argument("--run-dir", default=None, help="where the stages write (default outputs/mlr1_<size>)")
     p.add_argument("--dry-run", action="store_true", help="print the plan; launch nothing")
-    p.add_argument("overrides", nargs=argparse.REMAINDER, help="after --: CLI overrides added to every stage")
+    p.add_argument(
+        "overrides",
+        nargs=argparse.REMAINDER,
+        help="after --: CLI overrides for the stage (every stage in a whole-plan dry run)",
+    )
     p.set_defaults(func=_cmd_recipe)

@@ -119,6 +119,7 @@ def test_a_launch_refuses_without_the_previous_stage_naming_the_expected_path(ca
 
 
 def test_multi_node_launch_needs_the_rendezvous_host(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(recipe_cli.subprocess, "run", lambda cmd, **kw: pytest.fail(f"launched {cmd}"))
     monkeypatch.delenv("MASTER_ADDR", raising=False)
     assert (
         mlr1(["recipe", "--size", "140m", "--gpus", "16", "--run-dir", str(tmp_path), "--stage", "pretrain_phase1"])
@@ -159,3 +160,11 @@ def test_a_failed_launch_is_not_marked_finished(capsys, tmp_path, monkeypatch):
     assert launch(tmp_path, "pretrain_phase1") == 3
     assert "exited with status 3; it is not marked finished" in capsys.readouterr().err
     assert not (tmp_path / "pretrain_phase1" / "recipe_done.json").exists()
+
+
+@pytest.mark.parametrize(
+    "override", [["--dump_folder", "/x"], ["--checkpoint.folder=c"], ["--checkpoint.initial_load_path", "/y"]]
+)
+def test_overrides_the_hand_off_checks_depend_on_are_refused(capsys, override):
+    assert mlr1(["recipe", "--size", "950m", "--gpus", "8", "--dry-run", "--", *override]) == 1
+    assert f"{override[0]}: the recipe sets these per stage" in capsys.readouterr().err
