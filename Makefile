@@ -45,7 +45,8 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --select I --fix .
 	$(VENV)/bin/ruff format .
 
-demo: $(STAMP)
+# The whole recipe at tiny scale (docs/demo.md); the evaluation's code sandbox needs bubblewrap.
+demo: $(STAMP) sandbox-tools
 	$(VENV)/bin/mlr1 demo
 
 bench: $(STAMP)

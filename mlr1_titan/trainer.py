@@ -230,6 +230,21 @@ class MLR1Trainer(Trainer):
             f"{d.describe_loss()}; CUDA graphs off"
         )
 
+    def train(self) -> None:
+        super().train()
+        self._trained_to_the_end = True
+
+    def close(self) -> None:
+        """After a finished run, every rank meets at a barrier once its own teardown is done.
+
+        torchtitan's rank 0 sleeps 2 s after the last step while the other ranks go on to destroy
+        their process groups; with the barrier no rank closes its gloo/NCCL connections while a peer
+        is still inside its last collectives or its teardown, as PyTorch's shutdown rule asks. A run
+        that failed skips it (its peers may never arrive)."""
+        super().close()
+        if getattr(self, "_trained_to_the_end", False) and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+
     def train_step(self, data_iterator):
         if self.teacher is not None:
             self.distill_stats.reset()

@@ -9,6 +9,7 @@ the optimizer's parameter groups) come first as comments.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 EPILOG = """\
@@ -33,7 +34,19 @@ def resolve(name_or_path: str, overrides: list[str]):
     # deferred: torchtitan (and torch) load in seconds; `mlr1 --help` must not wait for them
     from torchtitan.config import ConfigManager
 
-    return ConfigManager().parse_args(["--module", "mlr1_titan", "--config", name_or_path, *overrides])
+    root = logging.getLogger()  # torchtitan's logger
+    root.addFilter(_drop_default_checkpoint_warning)
+    try:
+        return ConfigManager().parse_args(["--module", "mlr1_titan", "--config", name_or_path, *overrides])
+    finally:
+        root.removeFilter(_drop_default_checkpoint_warning)
+
+
+def _drop_default_checkpoint_warning(record: logging.LogRecord) -> bool:
+    """torchtitan's checkpoint config warns "initial_load_model_only=True has no effect without an
+    initial_load_path" each time tyro builds a default instance while parsing, a dozen times for one
+    `mlr1 recipe` plan, whatever the stage's own settings; the trainer still warns once at start-up."""
+    return "initial_load_model_only=True has no effect" not in record.getMessage()
 
 
 def derived_lines(config, world_size: int | None = None) -> list[str]:

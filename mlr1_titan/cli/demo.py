@@ -1,10 +1,10 @@
-"""`mlr1 demo`: train the tiny MobileLLM-R1 on CPU (or GPU) end to end in a few minutes."""
+"""`mlr1 demo` (`make demo`): the whole MobileLLM-R1 recipe at tiny scale on a CPU box, offline."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 from mlr1_titan.demo_corpus import write_corpus
 
@@ -13,37 +13,37 @@ def run_demo(args) -> int:
     if args.write_corpus:
         print(f"wrote {write_corpus(args.write_corpus, args.docs)}")
         return 0
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        f"--nproc_per_node={args.nproc}",
-        "--rdzv_backend=c10d",
-        "--rdzv_endpoint=localhost:0",
-        "--local-ranks-filter=0",
-        "--role=rank",
-        "--tee=3",
-        "-m",
-        "torchtitan.train",
-        "--module",
-        "mlr1_titan",
-        "--config",
-        args.config,
-        "--training.steps",
-        str(args.steps),
-        *args.extra,
-    ]
-    print("+", " ".join(cmd), flush=True)
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    return subprocess.call(cmd, env=env)
+    from mlr1_titan.demo.chain import QUICK, Chain, ChainSettings, DemoFolderError
+    from mlr1_titan.demo.report import write_report
+
+    settings = replace(QUICK if args.quick else ChainSettings(), seed=args.seed, nproc=args.nproc)
+    out = Path(args.out)
+    chain = Chain(out, settings)
+    print(f"mlr1 demo: the MobileLLM-R1 recipe at tiny scale in {chain.out} (logs in {chain.logs})", flush=True)
+    try:
+        ok = chain.run()
+    except DemoFolderError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    report = write_report(chain)
+    print(report.text)
+    if not ok:
+        print("mlr1 demo: FAILED (see the stage log above)", file=sys.stderr)
+        return 1
+    return 0
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("demo", help="train the tiny model for a few steps (CPU is fine)")
-    p.add_argument("--config", default="mlr1_tiny", help="config name or TOML path (default: mlr1_tiny)")
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--nproc", type=int, default=2, help="processes (ranks) to launch")
-    p.add_argument("--write-corpus", metavar="PATH", help="only (re)write the synthetic demo corpus")
+    p = subparsers.add_parser(
+        "demo",
+        help="the whole recipe at tiny scale on a CPU (data, mix scoring, pre-/mid-training, SFT, export, eval)",
+    )
+    p.add_argument(
+        "--out", default="outputs/demo", help="work folder (default outputs/demo; a previous run is replaced)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of every training stage and of the evaluation")
+    p.add_argument("--nproc", type=int, default=2, help="ranks of each training stage (default 2)")
+    p.add_argument("--quick", action="store_true", help="a few steps per stage (the test suite's chain, ~5 minutes)")
+    p.add_argument("--write-corpus", metavar="PATH", help="only (re)write the shipped synthetic demo corpus")
     p.add_argument("--docs", type=int, default=4000, help="documents in a written corpus")
-    p.add_argument("extra", nargs="*", help="extra torchtitan CLI overrides, after --")
     p.set_defaults(func=run_demo)

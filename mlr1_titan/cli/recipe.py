@@ -32,6 +32,8 @@ def _duration(low_h: float, high_h: float) -> str:
 
 
 def wall_time_line(stage, gpus: int) -> str:
+    if stage.paper_hours is None:
+        return "the paper gives wall times for its three sizes only"
     low, high = stage.paper_hours
     scale = stage.paper_gpus / gpus
     return (
@@ -45,6 +47,10 @@ def show_command(cmd: list[str]) -> str:
     return " ".join(part if "${" in part else shlex.quote(part) for part in cmd)
 
 
+LOG_RANK_0 = ("--local-ranks-filter=0", "--role=rank", "--tee=3")
+"""Console output of local rank 0 only, each line tagged with its rank (torchtitan's run_train.sh)."""
+
+
 def launch_command(config_name: str, overrides: list[str], gpus: int, gpus_per_node: int) -> list[str]:
     nodes, per_node = (gpus // gpus_per_node, gpus_per_node) if gpus > gpus_per_node else (1, gpus)
     rdzv = (
@@ -53,13 +59,13 @@ def launch_command(config_name: str, overrides: list[str], gpus: int, gpus_per_n
         else ["--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0"]
     )
     return [
-        "torchrun", f"--nnodes={nodes}", f"--nproc_per_node={per_node}", *rdzv,
+        "torchrun", f"--nnodes={nodes}", f"--nproc_per_node={per_node}", *rdzv, *LOG_RANK_0,
         "-m", "torchtitan.train", "--module", "mlr1_titan", "--config", config_name, *overrides,
     ]  # fmt: skip
 
 
 def stage_overrides(stage, stages, run_dir: Path, final_steps: dict[str, int], extra: list[str]) -> list[str]:
-    out = ["--dump_folder", str(stage.folder(run_dir)), *stage.overrides]
+    out = ["--dump_folder", str(stage.folder(run_dir)), "--checkpoint.enable", *stage.overrides]
     if stage.after is not None:
         before = next(s for s in stages if s.name == stage.after)
         step = final_steps.get(before.name, 0)
@@ -68,8 +74,17 @@ def stage_overrides(stage, stages, run_dir: Path, final_steps: dict[str, int], e
     return [*out, *extra]
 
 
-_RECIPE_OWNED = ("--dump_folder", "--checkpoint.folder", "--checkpoint.initial_load_path")
+_RECIPE_OWNED = ("--dump_folder", "--checkpoint.folder", "--checkpoint.initial_load_path", "--checkpoint.no-enable")
 """Overrides the hand-off checks depend on: the recipe sets them for each stage."""
+
+
+def _hand_off(stage, stages, run_dir: Path) -> list[str]:
+    """What the recipe adds to a stage's config, as a stage is resolved before the previous stage's
+    final step is known: checkpoints on (they are the hand-off), and where the stage starts from."""
+    if stage.after is None:
+        return ["--checkpoint.enable"]
+    before = next(s for s in stages if s.name == stage.after)
+    return ["--checkpoint.enable", "--checkpoint.initial_load_path", str(before.checkpoint_dir(run_dir) / "step-N")]
 
 
 def _check_gpus(gpus: int, per_node: int) -> None:
@@ -78,7 +93,7 @@ def _check_gpus(gpus: int, per_node: int) -> None:
 
 
 def _cmd_recipe(args) -> int:
-    from mlr1_titan.recipe import RecipeError, finished_checkpoint, load_stages, mark_finished
+    from mlr1_titan.recipe import RecipeError, clear_finished, finished_checkpoint, load_stages, mark_finished
     from mlr1_titan.schedule import describe_batches, plan_batches
 
     extra = args.overrides[1:] if args.overrides[:1] == ["--"] else args.overrides
@@ -94,7 +109,11 @@ def _cmd_recipe(args) -> int:
         # Every stage's config resolves before anything is printed or launched; the user's overrides
         # apply to the chosen stage (to every stage in a whole-plan dry run).
         configs = {
-            s.name: resolve(s.config, [*s.overrides, *(extra if args.stage in (None, s.name) else [])]) for s in stages
+            s.name: resolve(
+                s.config,
+                [*_hand_off(s, stages, run_dir), *s.overrides, *(extra if args.stage in (None, s.name) else [])],
+            )
+            for s in stages
         }
         final_steps = {name: c.training.steps for name, c in configs.items()}
     except (RecipeError, ValueError, AssertionError) as err:
@@ -141,6 +160,11 @@ def _cmd_recipe(args) -> int:
     )
     cmd = [os.path.expandvars(part) for part in cmd]
     print(f"mlr1 recipe: {stage.name}: {shlex.join(cmd)}", flush=True)
+    if stage.checkpoint_dir(run_dir).is_dir():
+        print(
+            f"mlr1 recipe: {stage.name}: {stage.checkpoint_dir(run_dir)} exists; the stage resumes from its latest checkpoint"
+        )
+    clear_finished(stage, run_dir)
     stage.folder(run_dir).mkdir(parents=True, exist_ok=True)
     rc = subprocess.run([sys.executable, "-m", "torch.distributed.run", *cmd[1:]]).returncode
     if rc != 0:

@@ -1,7 +1,7 @@
 """A small Llama-3-shaped teacher for CPU runs: a transformers ``LlamaForCausalLM`` trained on local text.
 
-It has the real 128,256-token Llama-3 vocabulary (so it can teach any MobileLLM-R1 student) and an
-untied ``lm_head`` like Llama-3.1-8B-Instruct, and is saved as a complete HF folder (safetensors,
+It has the students' vocabulary (by default the real 128,256-token Llama-3 one, so it can teach any
+MobileLLM-R1 student; the demo passes its small BPE vocabulary) and an untied ``lm_head`` like Llama-3.1-8B-Instruct, and is saved as a complete HF folder (safetensors,
 config.json, the student's tokenizer.json), so the trainer loads it through exactly the path the
 8B teacher takes. Built with transformers on purpose: the teacher's side of the interop is then
 tested against an independent implementation, not our own.
@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 
-from mlr1_titan.llama3_vocab import VOCAB_SIZE
 from mlr1_titan.tokenizer import Llama3Tokenizer, save_hf_tokenizer
 
 
@@ -59,17 +58,19 @@ def train_tiny_teacher(
     texts: list[str],
     recipe: TinyTeacherRecipe = TinyTeacherRecipe(),
     log: Callable[[str], None] = print,
+    tokenizer: Llama3Tokenizer | None = None,
 ) -> Path:
-    """Train a ``LlamaForCausalLM`` of ``recipe`` on ``texts`` and save it as an HF folder in ``out_dir``."""
+    """Train a ``LlamaForCausalLM`` of ``recipe`` on ``texts`` and save it as an HF folder in ``out_dir``.
+    ``tokenizer``: the students' (default Llama-3's); the teacher's vocabulary is its size."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = Llama3Tokenizer()
+    tokenizer = tokenizer or Llama3Tokenizer()
     rows = _packed_rows(texts, tokenizer, recipe.seq_len)
     if len(rows) < recipe.batch_size:
         raise ValueError(f"{len(texts)} texts give {len(rows)} rows of {recipe.seq_len + 1} tokens; need more text")
     torch.manual_seed(recipe.seed)
     config = LlamaConfig(
-        vocab_size=VOCAB_SIZE,
+        vocab_size=tokenizer.get_vocab_size(),
         hidden_size=recipe.hidden_size,
         intermediate_size=recipe.intermediate_size,
         num_hidden_layers=recipe.num_hidden_layers,

@@ -302,6 +302,15 @@ def math_docs(key: str, rows: list[dict], options: EvalOptions) -> list[dict]:
     return docs
 
 
+def humaneval_prompt(function_stub: str) -> str:
+    """The user turn of an HumanEval+ problem: the completion instruction, then the stub in a code block."""
+    return (
+        "Complete the Python function below so that it meets its specification. Reply with the "
+        "complete function, including its signature and any imports it needs, in a single "
+        f"```python code block.\n\n```python\n{function_stub.rstrip()}\n```"
+    )
+
+
 def humaneval_plus_docs(rows: list[dict], options: EvalOptions) -> list[dict]:
     docs = []
     for i, row in enumerate(rows):
@@ -311,12 +320,7 @@ def humaneval_plus_docs(rows: list[dict], options: EvalOptions) -> list[dict]:
         TEST_STORE[("humaneval_plus", r1_id)] = {
             k: row[k] for k in ("prompt", "entry_point", "test", "canonical_solution")
         }
-        prompt = (
-            "Complete the Python function below so that it meets its specification. Reply with the "
-            "complete function, including its signature and any imports it needs, in a single "
-            f"```python code block.\n\n```python\n{row['prompt'].rstrip()}\n```"
-        )
-        docs.append(_doc("humaneval_plus", r1_id, prompt, r1_id, options))
+        docs.append(_doc("humaneval_plus", r1_id, humaneval_prompt(row["prompt"]), r1_id, options))
     return docs
 
 

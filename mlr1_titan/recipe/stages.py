@@ -3,9 +3,11 @@
 A stage trains with ``torchrun -m torchtitan.train --module mlr1_titan --config <stage config>``,
 writes under ``<run dir>/<stage name>`` and starts from the final checkpoint of the stage named in
 ``after``. A stage has finished when its checkpoint folder holds a complete DCP checkpoint (its
-``.metadata`` file, which DCP writes last) of the stage's final step: ``training.steps`` when the
-config sets it, otherwise (chat SFT, steps derived from epochs) the step recorded in the
-``recipe_done.json`` that ``mlr1 recipe`` writes when the stage's launch exits 0.
+``.metadata`` file, which DCP writes last) of the stage's final step: the step recorded in the
+``recipe_done.json`` that ``mlr1 recipe`` writes when the stage's launch exits 0 (so a stage run
+with a ``--training.steps`` override hands on its own last step), else, for a stage launched by
+hand, ``training.steps`` of its config. A chat SFT stage derives its steps from the data, so only
+its ``recipe_done.json`` can tell.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ class Stage:
     """Stage name, also its folder under the run dir."""
     config: str
     """Model-config name; ``{size}`` is filled in."""
-    paper_hours: tuple[float, float]
-    """The paper's wall time for the stage in hours, low and high (Table 2)."""
+    paper_hours: tuple[float, float] | None
+    """The paper's wall time for the stage in hours, low and high (Table 2); None for a size the
+    paper did not train."""
     paper_gpus: int
     """GPUs the paper's wall time was measured on (Table 2)."""
     after: str | None = None
@@ -66,13 +69,15 @@ def load_stages(size: str) -> list[Stage]:
     known = sizes()
     if size not in known:
         raise RecipeError(f"no recipe for size {size!r}: the shipped configs cover {', '.join(known)}")
+    spec = tomllib.loads(_stages_file().read_text())
+    paper_sizes = spec["paper_sizes"]
     stages = []
-    for raw in tomllib.loads(_stages_file().read_text())["stage"]:
+    for raw in spec["stage"]:
         stages.append(
             Stage(
                 name=raw["name"],
                 config=raw["config"].format(size=size),
-                paper_hours=tuple(raw["paper_hours"]),
+                paper_hours=tuple(raw["paper_hours"]) if size in paper_sizes else None,
                 paper_gpus=raw["paper_gpus"],
                 after=raw.get("after"),
                 overrides=tuple(raw.get("overrides", ())),
@@ -103,13 +108,13 @@ def finished_checkpoint(stage: Stage, run_dir: Path, final_step: int, checkpoint
     (then the step recorded in the stage's ``recipe_done.json`` is the final one)."""
     ckpt_dir = stage.checkpoint_dir(run_dir, checkpoint_folder)
     done_file = stage.folder(run_dir) / DONE_FILE
-    if final_step <= 0:
-        if not done_file.is_file():
-            raise RecipeError(
-                f"stage {stage.name!r} has not finished: {done_file} is missing (its steps come from the data, "
-                f"so only a launch through `mlr1 recipe` that exited 0 marks it finished)"
-            )
+    if done_file.is_file():
         final_step = int(json.loads(done_file.read_text())["final_step"])
+    elif final_step <= 0:
+        raise RecipeError(
+            f"stage {stage.name!r} has not finished: {done_file} is missing (its steps come from the data, "
+            f"so only a launch through `mlr1 recipe` that exited 0 marks it finished)"
+        )
     expected = ckpt_dir / f"step-{final_step}"
     if not expected.is_dir():
         have = _complete_steps(ckpt_dir)
@@ -121,6 +126,11 @@ def finished_checkpoint(stage: Stage, run_dir: Path, final_step: int, checkpoint
             "Re-run the stage; it resumes from its last complete checkpoint"
         )
     return expected
+
+
+def clear_finished(stage: Stage, run_dir: Path) -> None:
+    """Forget that ``stage`` finished (before it is launched again)."""
+    (stage.folder(run_dir) / DONE_FILE).unlink(missing_ok=True)
 
 
 def mark_finished(stage: Stage, run_dir: Path, checkpoint_folder: str = "checkpoint") -> None:

@@ -32,7 +32,7 @@ def blocks(text: str) -> dict[str, str]:
 
 
 def test_every_size_with_all_stage_configs_has_the_paper_sequence():
-    assert sizes() == ["140m", "360m", "950m"]
+    assert sizes() == ["140m", "360m", "950m", "tiny"]
     stages = load_stages("950m")
     assert [s.name for s in stages] == STAGES
     assert [s.after for s in stages] == [None, *STAGES[:-1]]
@@ -147,9 +147,11 @@ def test_a_finished_launch_hands_its_final_checkpoint_to_the_next_stage(capsys, 
     assert json.loads((tmp_path / "sft_general" / "recipe_done.json").read_text())["final_step"] == 7
     assert launch(tmp_path, "sft_reasoning") == 0
     first, second = ran
-    assert first[first.index("--nproc_per_node=2") + 1 :][:4] == [
-        "--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0", "-m", "torchtitan.train",
+    assert first[first.index("--nproc_per_node=2") + 1 :][:7] == [
+        "--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0", "--local-ranks-filter=0", "--role=rank", "--tee=3",
+        "-m", "torchtitan.train",
     ]  # fmt: skip
+    assert "--checkpoint.enable" in first  # the hand-off is a checkpoint, whatever the stage config says
     assert first[-2:] == ["--debug.seed", "3"]
     i = second.index("--checkpoint.initial_load_path")
     assert second[i + 1] == str(tmp_path / "sft_general" / "checkpoint" / "step-7")
@@ -168,3 +170,49 @@ def test_a_failed_launch_is_not_marked_finished(capsys, tmp_path, monkeypatch):
 def test_overrides_the_hand_off_checks_depend_on_are_refused(capsys, override):
     assert mlr1(["recipe", "--size", "950m", "--gpus", "8", "--dry-run", "--", *override]) == 1
     assert f"{override[0]}: the recipe sets these per stage" in capsys.readouterr().err
+
+
+def test_a_stage_run_with_fewer_steps_hands_on_its_own_last_step(capsys, tmp_path, monkeypatch):
+    """The final step a launch records wins over the config's training.steps: a phase shortened by
+    an override hands on its last checkpoint, not a (missing) step of the config."""
+
+    def fake_torchrun(cmd, **kwargs):
+        steps = int(cmd[cmd.index("--training.steps") + 1]) if "--training.steps" in cmd else 0
+        fake_checkpoint(tmp_path, Path(cmd[cmd.index("--dump_folder") + 1]).name, steps or 5)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(recipe_cli.subprocess, "run", fake_torchrun)
+    assert launch(tmp_path, "pretrain_phase1", "--", "--training.steps", "40") == 0
+    assert load_trainer_config("mlr1_140m").training.steps != 40
+    monkeypatch.setattr(
+        recipe_cli.subprocess, "run", lambda cmd, **kw: capture.append(cmd) or subprocess.CompletedProcess(cmd, 0)
+    )
+    capture: list = []
+    fake_checkpoint(tmp_path, "pretrain_phase2", 1)
+    assert launch(tmp_path, "pretrain_phase2") == 0
+    cmd = capture[0]
+    assert cmd[cmd.index("--checkpoint.initial_load_path") + 1] == str(
+        tmp_path / "pretrain_phase1" / "checkpoint" / "step-40"
+    )
+
+
+def test_a_relaunch_forgets_that_the_stage_had_finished_and_says_it_resumes(capsys, tmp_path, monkeypatch):
+    fake_checkpoint(tmp_path, "pretrain_phase1", 3)
+    (tmp_path / "pretrain_phase1" / "recipe_done.json").write_text('{"stage": "pretrain_phase1", "final_step": 3}')
+    monkeypatch.setattr(recipe_cli.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1))
+    assert launch(tmp_path, "pretrain_phase1") == 1
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'pretrain_phase1' / 'checkpoint'} exists; the stage resumes from its latest checkpoint" in out
+    assert not (tmp_path / "pretrain_phase1" / "recipe_done.json").exists()
+    assert launch(tmp_path, "pretrain_phase2") == 1  # pretrain_phase1 no longer counts as finished
+    assert "has not finished" in capsys.readouterr().err
+
+
+def test_the_tiny_size_plans_every_stage_without_paper_wall_times(capsys, tmp_path):
+    by_stage = blocks(
+        plan(capsys, "--size", "tiny", "--gpus", "2", "--gpus-per-node", "2", "--run-dir", str(tmp_path), "--dry-run")
+    )
+    assert list(by_stage) == STAGES
+    for block in by_stage.values():
+        assert "--checkpoint.enable" in block
+        assert "wall time: the paper gives wall times for its three sizes only" in block

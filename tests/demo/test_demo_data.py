@@ -1,0 +1,103 @@
+"""The demo's generated inputs: held-out problems really held out, correct gold answers, a BPE
+vocabulary that the Llama-3 tokenizer interface reads, and mixes the loaders accept."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from mlr1_titan.demo import world
+from mlr1_titan.demo.data import DataSizes, write_demo_data, write_phase2_mix
+from mlr1_titan.demo.documents import SmallFunction
+
+SMALL = DataSizes(docs_per_source=300, midtrain_docs=200, general_rows=200, reasoning_rows=400, bpe_ranks=512)
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory):
+    return write_demo_data(tmp_path_factory.mktemp("demo") / "data", SMALL)
+
+
+def _training_text(data) -> str:
+    parts = []
+    for folder in ("corpus", "midtrain", "chat"):
+        for path in sorted((data.root / folder).glob("*.jsonl")):
+            parts.append(path.read_text())
+    return "\n".join(parts)
+
+
+def _rows(path):
+    return [json.loads(line) for line in open(path)]
+
+
+def test_held_out_problems_share_no_question_operands_or_function_with_training(demo_data):
+    training = _training_text(demo_data)
+    math = _rows(demo_data.eval_dir / "gsm8k.jsonl")
+    assert len(math) == SMALL.math_problems
+    for row in math:
+        assert row["question"] not in training
+        a, b = map(int, re.findall(r"\d+", row["question"])[:2])
+        assert world.is_heldout_pair(a, b, "-" if "left" in row["question"] else "+")
+    trained_pairs = set(re.findall(r"So (\d+) ([+-]) (\d+) =", training))
+    assert trained_pairs and not any(world.is_heldout_pair(int(a), int(b), op) for a, op, b in trained_pairs)
+    code = _rows(demo_data.eval_dir / "humaneval_plus.jsonl")
+    assert len(code) == SMALL.code_problems
+    for row in code:
+        assert f"def {row['entry_point']}(" not in training
+
+
+def test_gold_answers_and_worked_steps_are_right_for_every_operand_pair():
+    for a in range(10, 100):
+        for b in range(2, 50):
+            for op in "+-":
+                if op == "-" and b > a:
+                    continue
+                steps = world.digit_steps(a, b, op)
+                units, tens = (int(x) for x in re.findall(r"= (-?\d+)", steps)[:2])
+                result = world.apply(a, b, op)
+                assert steps.endswith(f"So {a} {op} {b} = {result}.")
+                assert 10 * tens + units % 10 == result and result >= 0
+
+
+def test_each_held_out_code_test_passes_the_reference_and_fails_a_neighbour(demo_data):
+    for row in _rows(demo_data.eval_dir / "humaneval_plus.jsonl"):
+        namespace: dict = {}
+        exec(row["prompt"] + row["canonical_solution"] + row["test"], namespace)  # our own generated text
+        namespace["check"](namespace[row["entry_point"]])
+        kind, k = row["entry_point"].split("_")
+        wrong = SmallFunction(kind, int(k) + 1)
+        with pytest.raises(AssertionError):
+            namespace["check"](wrong)
+
+
+def test_the_vocabulary_is_read_by_the_llama3_tokenizer_interface(demo_data, tmp_path):
+    from transformers import AutoTokenizer
+
+    from mlr1_titan.tokenizer import Llama3Tokenizer, save_hf_tokenizer
+
+    tok = Llama3Tokenizer(Llama3Tokenizer.Config(path=str(demo_data.tokenizer)))
+    assert tok.get_vocab_size() == SMALL.bpe_ranks + 256
+    assert tok.bos_id == SMALL.bpe_ranks and tok.eot_id == SMALL.bpe_ranks + 9  # the Llama-3 layout after the ranks
+    text = _rows(demo_data.eval_dir / "gsm8k.jsonl")[0]["question"] + " naïve ünïcode"
+    ids = tok.encode(text)
+    assert tok.decode(ids) == text
+    number = tok.encode("12345")
+    assert [tok.decode([i]) for i in number] == list("12345")  # one token per digit
+    save_hf_tokenizer(tok, tmp_path / "hf", chat_template="")
+    hf = AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert hf(text, add_special_tokens=False)["input_ids"] == ids
+
+
+def test_the_mixes_load_and_phase_two_upweights_math_and_code(demo_data):
+    from mlr1_titan.data.mix_config import load_mix
+    from mlr1_titan.sft.chat_sources import load_chat_mix
+
+    uniform = load_mix(demo_data.mix("uniform"))
+    assert sorted(s.name for s in uniform.sources) == ["code", "math", "noise", "prose"]
+    chat = load_chat_mix(str(demo_data.mix("sft_reasoning")))
+    assert chat.mappings["reasoning"].split_think
+    phase2 = load_mix(write_phase2_mix(demo_data, demo_data.mix("uniform")))
+    weights = {s.name: s.weight for s in phase2.sources}
+    assert weights["math"] == weights["code"] == 2 * weights["prose"]
