@@ -230,6 +230,9 @@ class MLR1Trainer(Trainer):
             f"{d.describe_loss()}; CUDA graphs off"
         )
 
+    _trained_to_the_end = False
+    """Set when train() returns: only a finished run meets at the close() barrier."""
+
     def train(self) -> None:
         super().train()
         self._trained_to_the_end = True
@@ -242,7 +245,7 @@ class MLR1Trainer(Trainer):
         is still inside its last collectives or its teardown, as PyTorch's shutdown rule asks. A run
         that failed skips it (its peers may never arrive)."""
         super().close()
-        if getattr(self, "_trained_to_the_end", False) and torch.distributed.is_initialized():
+        if self._trained_to_the_end and torch.distributed.is_initialized():
             torch.distributed.barrier()
 
     def train_step(self, data_iterator):

@@ -42,8 +42,15 @@ def register(subparsers) -> None:
         "--out", default="outputs/demo", help="work folder (default outputs/demo; a previous run is replaced)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of every training stage and of the evaluation")
-    p.add_argument("--nproc", type=int, default=2, help="ranks of each training stage (default 2)")
-    p.add_argument("--quick", action="store_true", help="a few steps per stage (the test suite's chain, ~5 minutes)")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=2,
+        choices=(1, 2),
+        help="ranks of each training stage: 2 (default) or 1 (the tiny "
+        "configs' global batch is 2 ranks x their local batch; 1 rank accumulates 2 micro-batches)",
+    )
+    p.add_argument("--quick", action="store_true", help="a few steps per stage (the test suite's chain, ~3 minutes)")
     p.add_argument("--write-corpus", metavar="PATH", help="only (re)write the shipped synthetic demo corpus")
     p.add_argument("--docs", type=int, default=4000, help="documents in a written corpus")
     p.set_defaults(func=run_demo)

@@ -33,7 +33,7 @@ def _duration(low_h: float, high_h: float) -> str:
 
 def wall_time_line(stage, gpus: int) -> str:
     if stage.paper_hours is None:
-        return "the paper gives wall times for its three sizes only"
+        return "the paper gives wall times for its own sizes only"
     low, high = stage.paper_hours
     scale = stage.paper_gpus / gpus
     return (
@@ -48,10 +48,11 @@ def show_command(cmd: list[str]) -> str:
 
 
 LOG_RANK_0 = ("--local-ranks-filter=0", "--role=rank", "--tee=3")
-"""Console output of local rank 0 only, each line tagged with its rank (torchtitan's run_train.sh)."""
+"""Console output of local rank 0 only, each line tagged with its rank (torchtitan's run_train.sh);
+every rank's whole output also goes to files under the stage's ``torchrun_logs/``."""
 
 
-def launch_command(config_name: str, overrides: list[str], gpus: int, gpus_per_node: int) -> list[str]:
+def launch_command(config_name: str, overrides: list[str], gpus: int, gpus_per_node: int, log_dir: Path) -> list[str]:
     nodes, per_node = (gpus // gpus_per_node, gpus_per_node) if gpus > gpus_per_node else (1, gpus)
     rdzv = (
         ["--rdzv_backend=c10d", "--rdzv_endpoint=${MASTER_ADDR}:${MASTER_PORT}"]
@@ -59,7 +60,7 @@ def launch_command(config_name: str, overrides: list[str], gpus: int, gpus_per_n
         else ["--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0"]
     )
     return [
-        "torchrun", f"--nnodes={nodes}", f"--nproc_per_node={per_node}", *rdzv, *LOG_RANK_0,
+        "torchrun", f"--nnodes={nodes}", f"--nproc_per_node={per_node}", *rdzv, *LOG_RANK_0, f"--log-dir={log_dir}",
         "-m", "torchtitan.train", "--module", "mlr1_titan", "--config", config_name, *overrides,
     ]  # fmt: skip
 
@@ -74,8 +75,13 @@ def stage_overrides(stage, stages, run_dir: Path, final_steps: dict[str, int], e
     return [*out, *extra]
 
 
-_RECIPE_OWNED = ("--dump_folder", "--checkpoint.folder", "--checkpoint.initial_load_path", "--checkpoint.no-enable")
+_RECIPE_OWNED = ("--dump_folder", "--checkpoint.folder", "--checkpoint.initial_load_path", "--checkpoint.no_enable")
 """Overrides the hand-off checks depend on: the recipe sets them for each stage."""
+
+
+def _flag_name(override: str) -> str:
+    """``--checkpoint.initial-load-path=x`` -> ``--checkpoint.initial_load_path`` (tyro takes - and _ alike)."""
+    return "--" + override.split("=")[0][2:].replace("-", "_")
 
 
 def _hand_off(stage, stages, run_dir: Path) -> list[str]:
@@ -93,14 +99,14 @@ def _check_gpus(gpus: int, per_node: int) -> None:
 
 
 def _cmd_recipe(args) -> int:
-    from mlr1_titan.recipe import RecipeError, clear_finished, finished_checkpoint, load_stages, mark_finished
+    from mlr1_titan.recipe import DONE_FILE, RecipeError, finished_checkpoint, load_stages, mark_finished
     from mlr1_titan.schedule import describe_batches, plan_batches
 
     extra = args.overrides[1:] if args.overrides[:1] == ["--"] else args.overrides
     run_dir = Path(args.run_dir or f"outputs/mlr1_{args.size}").absolute()
     try:
         _check_gpus(args.gpus, args.gpus_per_node)
-        owned = [o for o in extra if o.split("=")[0] in _RECIPE_OWNED]
+        owned = [o for o in extra if o.startswith("--") and _flag_name(o) in _RECIPE_OWNED]
         if owned:
             raise RecipeError(f"{', '.join(owned)}: the recipe sets these per stage; use --run-dir instead")
         stages = load_stages(args.size)
@@ -127,7 +133,11 @@ def _cmd_recipe(args) -> int:
         for i, stage in enumerate(chosen, 1):
             config = configs[stage.name]
             cmd = launch_command(
-                stage.config, stage_overrides(stage, stages, run_dir, final_steps, extra), args.gpus, args.gpus_per_node
+                stage.config,
+                stage_overrides(stage, stages, run_dir, final_steps, extra),
+                args.gpus,
+                args.gpus_per_node,
+                stage.folder(run_dir) / "torchrun_logs",
             )
             step = final_steps[stage.name]
             print(f"\n[{i}/{len(chosen)}] {stage.name}  (config {stage.config})")
@@ -149,6 +159,12 @@ def _cmd_recipe(args) -> int:
         if stage.after is not None:
             before = next(s for s in stages if s.name == stage.after)
             final_steps[before.name] = int(finished_checkpoint(before, run_dir, final_steps[before.name]).name[5:])
+        done = stage.folder(run_dir) / DONE_FILE
+        if done.is_file():
+            raise RecipeError(
+                f"stage {stage.name!r} has finished already ({done}); its final save holds the model only, so "
+                f"it cannot resume: remove {stage.folder(run_dir)} to run it again"
+            )
         nodes = args.gpus // args.gpus_per_node if args.gpus > args.gpus_per_node else 1
         if nodes > 1 and not (os.environ.get("MASTER_ADDR") and os.environ.get("MASTER_PORT")):
             raise RecipeError(f"{nodes} nodes: set MASTER_ADDR and MASTER_PORT (the rendezvous host) on every node")
@@ -156,7 +172,11 @@ def _cmd_recipe(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     cmd = launch_command(
-        stage.config, stage_overrides(stage, stages, run_dir, final_steps, extra), args.gpus, args.gpus_per_node
+        stage.config,
+        stage_overrides(stage, stages, run_dir, final_steps, extra),
+        args.gpus,
+        args.gpus_per_node,
+        stage.folder(run_dir) / "torchrun_logs",
     )
     cmd = [os.path.expandvars(part) for part in cmd]
     print(f"mlr1 recipe: {stage.name}: {shlex.join(cmd)}", flush=True)
@@ -164,7 +184,6 @@ def _cmd_recipe(args) -> int:
         print(
             f"mlr1 recipe: {stage.name}: {stage.checkpoint_dir(run_dir)} exists; the stage resumes from its latest checkpoint"
         )
-    clear_finished(stage, run_dir)
     stage.folder(run_dir).mkdir(parents=True, exist_ok=True)
     rc = subprocess.run([sys.executable, "-m", "torch.distributed.run", *cmd[1:]]).returncode
     if rc != 0:
@@ -186,7 +205,7 @@ def register(subparsers) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--size", required=True, help="model size with a config for every stage (140m, 360m, 950m)")
+    p.add_argument("--size", required=True, help="model size with a config for every stage (140m, 360m, 950m, tiny)")
     p.add_argument("--gpus", type=positive_int, required=True, help="GPUs in all (a multiple of --gpus-per-node)")
     p.add_argument("--gpus-per-node", type=positive_int, default=8, help="GPUs per node (default 8)")
     p.add_argument("--stage", default=None, help="the stage to plan or launch (default with --dry-run: all)")

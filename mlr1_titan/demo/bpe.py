@@ -22,7 +22,8 @@ from mlr1_titan.tokenizer import PRETOKENIZE_REGEX, _byte_level_to_bytes
 
 
 def learn_ranks(texts: Iterable[str], n_ranks: int) -> dict[bytes, int]:
-    """``n_ranks`` BPE ranks (the 256 bytes first, then merges in the order they were learnt)."""
+    """At most ``n_ranks`` BPE ranks (the 256 bytes first, then merges in the order they were learnt;
+    fewer when the text has no more pairs worth merging)."""
     if n_ranks < 256:
         raise ValueError(f"a byte-level vocabulary needs at least 256 ranks, got {n_ranks}")
     hf = Tokenizer(models.BPE())

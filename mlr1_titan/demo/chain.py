@@ -21,7 +21,6 @@ checks each hand-off. The chain stops at the first stage that fails.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -52,8 +51,8 @@ class ChainSettings:
     """Steps of mid-training phase 1 and 2."""
     sft_steps: int | None = None
     """Steps of each SFT stage; None: derived from the data (the configs' epochs)."""
-    teacher_steps: int = 400
-    """Steps of the tiny teacher (16 sequences of 64 tokens each)."""
+    teacher_steps: int = 500
+    """Steps of the teacher (16 sequences of 64 tokens each; 6 layers of width 256, deeper than the student)."""
     score_samples: int = 128
     """Documents scored per source by mix score."""
     filter_docs: int = 400
@@ -130,8 +129,10 @@ class Chain:
         return ["--tokenizer", str(self.data.tokenizer)]
 
     def final_checkpoint(self, stage: str) -> Path:
-        done = json.loads((self.run_dir / stage / "recipe_done.json").read_text())
-        return self.run_dir / stage / "checkpoint" / f"step-{done['final_step']}"
+        """The final checkpoint `mlr1 recipe` recorded for ``stage`` (checked complete)."""
+        from mlr1_titan.recipe import finished_checkpoint, load_stages
+
+        return finished_checkpoint(next(s for s in load_stages("tiny") if s.name == stage), self.run_dir, 0)
 
     # --- running ----------------------------------------------------------------------------------
     def _step(self, name: str, cmd: list[str], total: int | None = None, env: dict | None = None) -> bool:
@@ -149,14 +150,21 @@ class Chain:
     def run(self) -> bool:
         s = self.settings
         marker = self.out / MARKER
+        if self.out.exists() and not self.out.is_dir():
+            raise DemoFolderError(f"--out {self.out} is a file, not a folder")
         if self.out.is_dir() and any(self.out.iterdir()) and not marker.exists():
             raise DemoFolderError(f"{self.out} is not empty and not a demo folder (no {MARKER}): choose another --out")
         self.out.mkdir(parents=True, exist_ok=True)
-        marker.write_text("written by `mlr1 demo`; a new demo run here replaces run/, logs/ and data/\n")
+        marker.write_text("written by `mlr1 demo`; a new demo run here replaces everything in this folder\n")
         if self.run_dir.exists():
-            print(f"removing the previous demo run in {self.run_dir}")
-            shutil.rmtree(self.run_dir)
-        shutil.rmtree(self.logs, ignore_errors=True)
+            print(f"removing the previous demo run in {self.out}")
+        for old in (self.run_dir, self.logs, self.out / "data", self.out / "reports"):
+            if old.is_symlink() or old.is_file():
+                old.unlink()
+            elif old.exists():
+                shutil.rmtree(old)
+        for old in (self.out / "report.md", self.out / "loss_curves.png"):
+            old.unlink(missing_ok=True)
         train_env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
 
         start = time.monotonic()
@@ -202,7 +210,8 @@ class Chain:
             ), s.pretrain_steps[1]),
             ("teacher", lambda: self._mlr1(
                 "distill", "tiny-teacher", str(r / "teacher"), "--text", str(d.teacher_text), *self._tok(),
-                "--steps", str(s.teacher_steps), "--batch-size", "16", "--seed", str(s.seed),
+                "--steps", str(s.teacher_steps), "--batch-size", "16", "--hidden-size", "256", "--layers", "6",
+                "--seed", str(s.seed),
             ), s.teacher_steps),
             ("mix_filter_1", lambda: self._filter("pretrain_phase2", d.mix("midtrain"), 1), None),
             ("midtrain_phase1", lambda: self._recipe(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,16 +156,15 @@ def write_demo_data(root: str | Path, sizes: DataSizes = DataSizes(), seed: int 
 
 
 def write_phase2_mix(data: DemoData, scored_mix: Path) -> Path:
-    """Phase 2's mix: the scored phase-1 mix with the reasoning-dense sources (math, code) up-weighted
-    twice and the rest kept, as the paper's phase 2 moves weight to reasoning data (Table 3)."""
-    import tomllib
-
+    """Phase 2's mix: the scored phase-1 mix with the math source's weight doubled, so its share of
+    the tokens grows at the others' expense, as the paper's phase 2 moves weight to math and
+    reasoning data (Table 3)."""
     spec = tomllib.loads(scored_mix.read_text())
     for source in spec["sources"]:
-        if source["name"] in ("math", "code"):
+        if source["name"] == "math":
             source["weight"] = 2 * float(source["weight"])
     spec["name"] = "demo_pretrain_phase2"
-    spec["description"] = "phase 1's scored mix with math and code up-weighted x2"
+    spec["description"] = "phase 1's scored mix with the math weight doubled"
     out = data.mix("pretrain_phase2")
     out.write_bytes(tomli_w.dumps(spec).encode())
     return out

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_TRAIN_STEP = re.compile(r"step:\s*(\d+)\s+loss:\s*([0-9.]+)")
-"""torchtitan's metrics line (rank 0)."""
+_TRAIN_STEP = re.compile(r"(?<!validate )step:\s*(\d+)\s+loss:\s*([0-9.]+|nan|inf)")
+"""torchtitan's training metrics line (rank 0), not its ``validate step:`` line."""
 _TOTAL_STEPS = re.compile(r"total steps (\d+)")
 """torchtitan's start-up line (the step count of a chat stage comes from its data)."""
 _N_OF_M = re.compile(r"\bstep (\d+)/(\d+)|\b(\d+)/(\d+) sample-scorings")

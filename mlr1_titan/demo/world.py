@@ -33,6 +33,9 @@ def operands(rng: random.Random, heldout: bool) -> tuple[int, int, str]:
 
 
 def is_heldout_pair(a: int, b: int, op: str) -> bool:
+    """A fixed fifth of the triples; a sum and its commutative twin (b + a) fall on the same side."""
+    if op == "+":
+        a, b = min(a, b), max(a, b)
     return (a * 31 + b * 7 + (op == "+")) % 5 == 0
 
 

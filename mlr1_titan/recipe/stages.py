@@ -128,11 +128,6 @@ def finished_checkpoint(stage: Stage, run_dir: Path, final_step: int, checkpoint
     return expected
 
 
-def clear_finished(stage: Stage, run_dir: Path) -> None:
-    """Forget that ``stage`` finished (before it is launched again)."""
-    (stage.folder(run_dir) / DONE_FILE).unlink(missing_ok=True)
-
-
 def mark_finished(stage: Stage, run_dir: Path, checkpoint_folder: str = "checkpoint") -> None:
     """Record that ``stage`` finished (its launch exited 0): its last complete checkpoint is the final one."""
     steps = _complete_steps(stage.checkpoint_dir(run_dir, checkpoint_folder))

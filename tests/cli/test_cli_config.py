@@ -77,3 +77,15 @@ def test_shipped_demo_corpus_is_what_the_generator_writes(tmp_path):
     from mlr1_titan.resources import demo_corpus_file
 
     assert write_corpus(tmp_path / "c.jsonl").read_bytes() == demo_corpus_file().read_bytes()
+
+
+def test_resolving_a_config_drops_torchtitans_default_instance_warning(caplog):
+    """tyro builds default checkpoint configs while parsing; each would warn that
+    initial_load_model_only has no effect (a dozen lines per `mlr1 recipe` plan)."""
+    import logging
+
+    from mlr1_titan.cli.config import resolve
+
+    with caplog.at_level(logging.WARNING):
+        resolve("mlr1_tiny", [])
+    assert not [r for r in caplog.records if "initial_load_model_only" in r.getMessage()]

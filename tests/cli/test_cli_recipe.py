@@ -147,9 +147,9 @@ def test_a_finished_launch_hands_its_final_checkpoint_to_the_next_stage(capsys, 
     assert json.loads((tmp_path / "sft_general" / "recipe_done.json").read_text())["final_step"] == 7
     assert launch(tmp_path, "sft_reasoning") == 0
     first, second = ran
-    assert first[first.index("--nproc_per_node=2") + 1 :][:7] == [
+    assert first[first.index("--nproc_per_node=2") + 1 :][:8] == [
         "--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0", "--local-ranks-filter=0", "--role=rank", "--tee=3",
-        "-m", "torchtitan.train",
+        f"--log-dir={tmp_path / 'sft_general' / 'torchrun_logs'}", "-m", "torchtitan.train",
     ]  # fmt: skip
     assert "--checkpoint.enable" in first  # the hand-off is a checkpoint, whatever the stage config says
     assert first[-2:] == ["--debug.seed", "3"]
@@ -173,39 +173,48 @@ def test_overrides_the_hand_off_checks_depend_on_are_refused(capsys, override):
 
 
 def test_a_stage_run_with_fewer_steps_hands_on_its_own_last_step(capsys, tmp_path, monkeypatch):
-    """The final step a launch records wins over the config's training.steps: a phase shortened by
-    an override hands on its last checkpoint, not a (missing) step of the config."""
+    """The final step a launch records wins over the config's training.steps (500,000 for the
+    140M): a phase shortened by an override hands on its last checkpoint."""
+    ran = []
 
     def fake_torchrun(cmd, **kwargs):
-        steps = int(cmd[cmd.index("--training.steps") + 1]) if "--training.steps" in cmd else 0
-        fake_checkpoint(tmp_path, Path(cmd[cmd.index("--dump_folder") + 1]).name, steps or 5)
+        ran.append(cmd)
+        steps = int(cmd[cmd.index("--training.steps") + 1]) if "--training.steps" in cmd else 5
+        fake_checkpoint(tmp_path, Path(cmd[cmd.index("--dump_folder") + 1]).name, steps)
         return subprocess.CompletedProcess(cmd, 0)
 
     monkeypatch.setattr(recipe_cli.subprocess, "run", fake_torchrun)
     assert launch(tmp_path, "pretrain_phase1", "--", "--training.steps", "40") == 0
-    assert load_trainer_config("mlr1_140m").training.steps != 40
-    monkeypatch.setattr(
-        recipe_cli.subprocess, "run", lambda cmd, **kw: capture.append(cmd) or subprocess.CompletedProcess(cmd, 0)
-    )
-    capture: list = []
-    fake_checkpoint(tmp_path, "pretrain_phase2", 1)
     assert launch(tmp_path, "pretrain_phase2") == 0
-    cmd = capture[0]
+    cmd = ran[1]
     assert cmd[cmd.index("--checkpoint.initial_load_path") + 1] == str(
         tmp_path / "pretrain_phase1" / "checkpoint" / "step-40"
     )
+    assert f"--log-dir={tmp_path / 'pretrain_phase2' / 'torchrun_logs'}" in cmd  # every rank's output, in files
 
 
-def test_a_relaunch_forgets_that_the_stage_had_finished_and_says_it_resumes(capsys, tmp_path, monkeypatch):
+def test_a_finished_stage_is_not_relaunched_and_an_unfinished_one_says_it_resumes(capsys, tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(
+        recipe_cli.subprocess, "run", lambda cmd, **kw: ran.append(cmd) or subprocess.CompletedProcess(cmd, 1)
+    )
     fake_checkpoint(tmp_path, "pretrain_phase1", 3)
+    assert launch(tmp_path, "pretrain_phase1") == 1  # torchrun (faked) fails: not marked finished
+    assert f"{tmp_path / 'pretrain_phase1' / 'checkpoint'} exists; the stage resumes from its latest checkpoint" in (
+        capsys.readouterr().out
+    )
+    assert len(ran) == 1 and not (tmp_path / "pretrain_phase1" / "recipe_done.json").exists()
     (tmp_path / "pretrain_phase1" / "recipe_done.json").write_text('{"stage": "pretrain_phase1", "final_step": 3}')
-    monkeypatch.setattr(recipe_cli.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1))
     assert launch(tmp_path, "pretrain_phase1") == 1
-    out = capsys.readouterr().out
-    assert f"{tmp_path / 'pretrain_phase1' / 'checkpoint'} exists; the stage resumes from its latest checkpoint" in out
-    assert not (tmp_path / "pretrain_phase1" / "recipe_done.json").exists()
-    assert launch(tmp_path, "pretrain_phase2") == 1  # pretrain_phase1 no longer counts as finished
-    assert "has not finished" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "has finished already" in err and f"remove {tmp_path / 'pretrain_phase1'} to run it again" in err
+    assert len(ran) == 1
+
+
+@pytest.mark.parametrize("override", ["--checkpoint.no-enable", "--dump-folder=/x", "--checkpoint.initial-load-path"])
+def test_hand_off_overrides_are_refused_in_either_spelling(capsys, override):
+    assert mlr1(["recipe", "--size", "950m", "--gpus", "8", "--dry-run", "--", override, "y"]) == 1
+    assert "the recipe sets these per stage" in capsys.readouterr().err
 
 
 def test_the_tiny_size_plans_every_stage_without_paper_wall_times(capsys, tmp_path):
@@ -215,4 +224,4 @@ def test_the_tiny_size_plans_every_stage_without_paper_wall_times(capsys, tmp_pa
     assert list(by_stage) == STAGES
     for block in by_stage.values():
         assert "--checkpoint.enable" in block
-        assert "wall time: the paper gives wall times for its three sizes only" in block
+        assert "wall time: the paper gives wall times for its own sizes only" in block

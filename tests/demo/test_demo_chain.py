@@ -36,7 +36,8 @@ def test_the_quick_demo_runs_every_stage_and_hands_each_checkpoint_on(tmp_path):
     # each recipe stage started from the final checkpoint its predecessor recorded
     for before, stage in zip(RECIPE_STAGES, RECIPE_STAGES[1:]):
         final = json.loads((run / before / "recipe_done.json").read_text())["final_step"]
-        log = next((out / "logs").glob(f"*_{stage}.log")).read_text()
+        (log_file,) = (out / "logs").glob(f"[0-9][0-9]_{stage}.log")
+        log = log_file.read_text()
         assert f"--checkpoint.initial_load_path {run / before / 'checkpoint' / f'step-{final}'}" in log
     assert (run / "sft_reasoning" / "recipe_done.json").is_file()
     # mix scoring wrote phase 1's mix; the filter sub-sampled mid-training data twice

@@ -40,8 +40,11 @@ def test_held_out_problems_share_no_question_operands_or_function_with_training(
         assert row["question"] not in training
         a, b = map(int, re.findall(r"\d+", row["question"])[:2])
         assert world.is_heldout_pair(a, b, "-" if "left" in row["question"] else "+")
-    trained_pairs = set(re.findall(r"So (\d+) ([+-]) (\d+) =", training))
-    assert trained_pairs and not any(world.is_heldout_pair(int(a), int(b), op) for a, op, b in trained_pairs)
+    trained = {(int(a), op, int(b)) for a, op, b in re.findall(r"So (\d+) ([+-]) (\d+) =", training)}
+    assert trained and not any(world.is_heldout_pair(a, b, op) for a, op, b in trained)
+    for row in math:  # nor the commutative twin of a held-out sum
+        a, b = map(int, re.findall(r"\d+", row["question"])[:2])
+        assert (b, "+", a) not in trained and (a, "+", b) not in trained
     code = _rows(demo_data.eval_dir / "humaneval_plus.jsonl")
     assert len(code) == SMALL.code_problems
     for row in code:
@@ -90,7 +93,7 @@ def test_the_vocabulary_is_read_by_the_llama3_tokenizer_interface(demo_data, tmp
     assert hf(text, add_special_tokens=False)["input_ids"] == ids
 
 
-def test_the_mixes_load_and_phase_two_upweights_math_and_code(demo_data):
+def test_the_mixes_load_and_phase_two_moves_token_share_to_math(demo_data, tmp_path):
     from mlr1_titan.data.mix_config import load_mix
     from mlr1_titan.sft.chat_sources import load_chat_mix
 
@@ -98,6 +101,19 @@ def test_the_mixes_load_and_phase_two_upweights_math_and_code(demo_data):
     assert sorted(s.name for s in uniform.sources) == ["code", "math", "noise", "prose"]
     chat = load_chat_mix(str(demo_data.mix("sft_reasoning")))
     assert chat.mappings["reasoning"].split_think
-    phase2 = load_mix(write_phase2_mix(demo_data, demo_data.mix("uniform")))
-    weights = {s.name: s.weight for s in phase2.sources}
-    assert weights["math"] == weights["code"] == 2 * weights["prose"]
+    # a scored mix as `mix score` writes it: some sources dropped (weight 0)
+    scored = tmp_path / "scored.toml"
+    scored.write_text(
+        demo_data.mix("uniform")
+        .read_text()
+        .replace("weight = 1.0", "weight = 0.25", 2)
+        .replace("weight = 1.0", "weight = 0.0")
+    )
+    phase1, phase2 = load_mix(scored), load_mix(write_phase2_mix(demo_data, scored))
+
+    def shares(mix):
+        total = sum(s.weight for s in mix.sources)
+        return {s.name: s.weight / total for s in mix.sources}
+
+    assert shares(phase1) == {"math": 0.5, "code": 0.5, "prose": 0.0, "noise": 0.0}
+    assert shares(phase2) == pytest.approx({"math": 2 / 3, "code": 1 / 3, "prose": 0.0, "noise": 0.0})
