@@ -4,6 +4,7 @@ the shortened demo `make test` runs), and a failing stage stops the chain with a
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -32,6 +33,10 @@ def test_the_quick_demo_runs_every_stage_and_hands_each_checkpoint_on(tmp_path):
         capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # the console: one progress line per stage (step, loss, elapsed), then the report with the table
+    assert re.search(r"\[ 4\] pretrain_phase1 +step 4/4 +loss \d+\.\d+ +elapsed \d+:\d\d", proc.stdout)
+    assert re.search(r"\[12\] sft_reasoning +done in \d+:\d\d", proc.stdout)
+    assert "| after reasoning SFT |" in proc.stdout
     run = out / "run"
     # each recipe stage started from the final checkpoint its predecessor recorded
     for before, stage in zip(RECIPE_STAGES, RECIPE_STAGES[1:]):
@@ -61,7 +66,9 @@ def test_the_quick_demo_runs_every_stage_and_hands_each_checkpoint_on(tmp_path):
         assert list((run / stage).glob("tb/**/events.out.tfevents.*")), stage
 
 
-def test_a_failing_stage_stops_the_chain(tmp_path, monkeypatch):
+def test_a_failing_stage_stops_the_chain_and_the_demo_exits_1(tmp_path, monkeypatch, capsys):
+    from mlr1_titan.cli import main as mlr1
+
     ran = []
 
     def fake_run_stage(label, cmd, log, total_steps=None, env=None):
@@ -75,6 +82,10 @@ def test_a_failing_stage_stops_the_chain(tmp_path, monkeypatch):
     assert chain.run() is False
     assert len(ran) == 3 and "pretrain_phase1" in ran[-1]
     assert [r.returncode for r in chain.results][-1] == 7
+    ran.clear()
+    assert mlr1(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 1
+    out, err = capsys.readouterr()
+    assert "| pretrain_phase1 | FAILED (exit 7) |" in out and "mlr1 demo: FAILED" in err
 
 
 def test_a_folder_that_is_not_the_demos_is_never_replaced(tmp_path, capsys):
