@@ -75,6 +75,14 @@ def stage_overrides(stage, stages, run_dir: Path, final_steps: dict[str, int], e
     return [*out, *extra]
 
 
+def stage_command(stage, stages, run_dir: Path, final_steps: dict[str, int], extra: list[str], args) -> list[str]:
+    """The torchrun command of ``stage`` (its output logs under ``<stage>/torchrun_logs``)."""
+    overrides = stage_overrides(stage, stages, run_dir, final_steps, extra)
+    return launch_command(
+        stage.config, overrides, args.gpus, args.gpus_per_node, stage.folder(run_dir) / "torchrun_logs"
+    )
+
+
 _RECIPE_OWNED = ("--dump_folder", "--checkpoint.folder", "--checkpoint.initial_load_path", "--checkpoint.no_enable")
 """Overrides the hand-off checks depend on: the recipe sets them for each stage."""
 
@@ -82,15 +90,6 @@ _RECIPE_OWNED = ("--dump_folder", "--checkpoint.folder", "--checkpoint.initial_l
 def _flag_name(override: str) -> str:
     """``--checkpoint.initial-load-path=x`` -> ``--checkpoint.initial_load_path`` (tyro takes - and _ alike)."""
     return "--" + override.split("=")[0][2:].replace("-", "_")
-
-
-def _hand_off(stage, stages, run_dir: Path) -> list[str]:
-    """What the recipe adds to a stage's config, as a stage is resolved before the previous stage's
-    final step is known: checkpoints on (they are the hand-off), and where the stage starts from."""
-    if stage.after is None:
-        return ["--checkpoint.enable"]
-    before = next(s for s in stages if s.name == stage.after)
-    return ["--checkpoint.enable", "--checkpoint.initial_load_path", str(before.checkpoint_dir(run_dir) / "step-N")]
 
 
 def _check_gpus(gpus: int, per_node: int) -> None:
@@ -117,7 +116,7 @@ def _cmd_recipe(args) -> int:
         configs = {
             s.name: resolve(
                 s.config,
-                [*_hand_off(s, stages, run_dir), *s.overrides, *(extra if args.stage in (None, s.name) else [])],
+                stage_overrides(s, stages, run_dir, {}, extra if args.stage in (None, s.name) else []),
             )
             for s in stages
         }
@@ -132,13 +131,7 @@ def _cmd_recipe(args) -> int:
         print(f"MobileLLM-R1-{args.size.upper()} on {args.gpus} GPUs, run dir {run_dir}")
         for i, stage in enumerate(chosen, 1):
             config = configs[stage.name]
-            cmd = launch_command(
-                stage.config,
-                stage_overrides(stage, stages, run_dir, final_steps, extra),
-                args.gpus,
-                args.gpus_per_node,
-                stage.folder(run_dir) / "torchrun_logs",
-            )
+            cmd = stage_command(stage, stages, run_dir, final_steps, extra, args)
             step = final_steps[stage.name]
             print(f"\n[{i}/{len(chosen)}] {stage.name}  (config {stage.config})")
             print(f"  command: {show_command(cmd)}")
@@ -171,13 +164,7 @@ def _cmd_recipe(args) -> int:
     except RecipeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    cmd = launch_command(
-        stage.config,
-        stage_overrides(stage, stages, run_dir, final_steps, extra),
-        args.gpus,
-        args.gpus_per_node,
-        stage.folder(run_dir) / "torchrun_logs",
-    )
+    cmd = stage_command(stage, stages, run_dir, final_steps, extra, args)
     cmd = [os.path.expandvars(part) for part in cmd]
     print(f"mlr1 recipe: {stage.name}: {shlex.join(cmd)}", flush=True)
     if stage.checkpoint_dir(run_dir).is_dir():
